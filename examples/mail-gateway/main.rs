@@ -1,0 +1,2 @@
+//! The postern example mail gateway (placeholder while the session lands).
+fn main() {}

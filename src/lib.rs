@@ -1,0 +1,16 @@
+//! # postern
+//!
+//! Sans-IO mail-security building blocks: the parts a mail server puts behind its open
+//! ports, written once, correct and fuzzed.
+//!
+//! postern makes no runtime assumption: no async runtime, no threads, no sockets and no
+//! clock reads happen inside the library. Bytes go in, events and bytes to send come out,
+//! and `now: Instant` is an argument.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod line;
+
+#[cfg(feature = "smtp")]
+pub mod smtp;
