@@ -10,7 +10,12 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod error;
 pub mod line;
+mod tls_info;
+
+pub use error::Error;
+pub use tls_info::TlsInfo;
 
 #[cfg(feature = "smtp")]
 pub mod smtp;

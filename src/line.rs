@@ -187,6 +187,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn table() {
         use LineError::*;
         let cases: &[(&[u8], BareLineEnding, &[Result<&[u8], LineError>])] = &[
