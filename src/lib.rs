@@ -25,6 +25,10 @@
 //! let mut wire = Vec::new();
 //! let mut message = Vec::new();
 //!
+//! // Send the greeting before reading anything: bytes that arrive before the greeting
+//! // has been taken are early talk, which spam engines do and real MTAs do not.
+//! session.poll_transmit(&mut wire);
+//!
 //! // The client's side of the conversation, one command group at a time.
 //! let client: [&[u8]; 5] = [
 //!     b"EHLO client.example.org\r\n",

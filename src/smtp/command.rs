@@ -253,7 +253,9 @@ const CLASS: [u8; 256] = {
         let c = i as u8;
         let mut k = 0;
         let alnum = c.is_ascii_alphanumeric();
-        if alnum || c >= 0x80 || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'/')
+        if alnum
+            || c >= 0x80
+            || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'/')
             || matches!(c, b'=' | b'?' | b'^'..=b'`' | b'{'..=b'~')
         {
             k |= ATEXT;
@@ -301,9 +303,7 @@ fn all_in(bytes: &[u8], k: u8) -> bool {
 /// Branch-free over the whole line so that it vectorises; lines are short.
 #[inline(always)]
 fn has_control(line: &[u8]) -> bool {
-    line.iter()
-        .fold(0u8, |acc, &c| acc | u8::from(c < 0x20) | u8::from(c == 0x7f))
-        != 0
+    line.iter().fold(0u8, |acc, &c| acc | u8::from(c < 0x20) | u8::from(c == 0x7f)) != 0
 }
 
 /// The first four bytes of a verb or keyword, ASCII-lowercased, as a little-endian `u32`.
@@ -494,10 +494,7 @@ fn parse_auth(args: &str) -> Result<Command<'_>, ParseError> {
         None => (args, None),
         Some((mechanism, response)) => (mechanism, Some(response)),
     };
-    if mechanism.is_empty()
-        || mechanism.len() > MAX_MECHANISM_LEN
-        || !all_in(mechanism.as_bytes(), MECH)
-    {
+    if mechanism.is_empty() || mechanism.len() > MAX_MECHANISM_LEN || !all_in(mechanism.as_bytes(), MECH) {
         return Err(ParseError::Syntax);
     }
     if let Some(response) = initial_response
@@ -557,11 +554,7 @@ fn parse_mail(args: &str) -> Result<Command<'_>, ParseError> {
         Path::Postmaster => return Err(ParseError::BadAddress),
     };
     let params = params_after_path(tail(rest, end)?)?;
-    let params = if params.is_empty() {
-        MailParameters::default()
-    } else {
-        parse_mail_params(params)?
-    };
+    let params = if params.is_empty() { MailParameters::default() } else { parse_mail_params(params)? };
     Ok(Command::Mail { from, params })
 }
 
@@ -574,11 +567,7 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, ParseError> {
         Path::Null => return Err(ParseError::BadAddress),
     };
     let params = params_after_path(tail(rest, end)?)?;
-    let params = if params.is_empty() {
-        RcptParameters::default()
-    } else {
-        parse_rcpt_params(params)?
-    };
+    let params = if params.is_empty() { RcptParameters::default() } else { parse_rcpt_params(params)? };
     Ok(Command::Rcpt { to, params })
 }
 
@@ -712,9 +701,7 @@ fn parse_address_literal(s: &str, start: usize) -> Option<(Host<'_>, usize)> {
     let inner = s.get(inner_start..close)?;
     let host = match inner.split_once(':') {
         None => Host::Ipv4(inner.parse().ok()?),
-        Some((tag, content)) if tag.eq_ignore_ascii_case("IPv6") => {
-            Host::Ipv6(content.parse().ok()?)
-        }
+        Some((tag, content)) if tag.eq_ignore_ascii_case("IPv6") => Host::Ipv6(content.parse().ok()?),
         Some((tag, content)) => {
             let t = tag.as_bytes();
             let ldh_str = t.last().is_some_and(|&c| class(c) & ALNUM != 0)
@@ -772,8 +759,7 @@ fn is_xtext(s: &[u8]) -> bool {
     let mut i = 0;
     while let Some(&c) = s.get(i) {
         if c == b'+' {
-            if !(s.get(i + 1).is_some_and(is_upper_hex) && s.get(i + 2).is_some_and(is_upper_hex))
-            {
+            if !(s.get(i + 1).is_some_and(is_upper_hex) && s.get(i + 2).is_some_and(is_upper_hex)) {
                 return false;
             }
             i += 3;

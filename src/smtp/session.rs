@@ -47,6 +47,9 @@ pub enum Error {
 /// # Driving it
 /// The application owns the socket, the clock and the TLS library. In a loop:
 ///
+/// 0. Write out the greeting ([`poll_transmit`](Self::poll_transmit)) before the first
+///    read: bytes received before the application has taken the greeting are early talk
+///    ([`Violation::EarlyTalker`], refused by default).
 /// 1. [`receive`](Self::receive) the bytes read from the socket, with the current time;
 ///    call [`handle_eof`](Self::handle_eof) when the peer closes.
 /// 2. Drain [`poll_event`](Self::poll_event). Answer each *decision* event with
@@ -882,6 +885,10 @@ impl Session {
         }
         self.phase = Phase::Bdat(BdatChunk { last, total: size, size, refused });
         self.deadline = Some(self.now + self.config.limits.data_timeout);
+        if size == 0 {
+            // Nothing to read (`BDAT 0 LAST`): the chunk is complete now.
+            self.after_bdat(true);
+        }
     }
 
     /// Processes buffered input after a decision or phase change.
@@ -1007,7 +1014,12 @@ impl Session {
             }
         }
         if self.refused && !matches!(cmd, Command::Quit) {
-            self.send(r(503, (5, 5, 1), "Error: service unavailable, send QUIT"));
+            let reply = r(503, (5, 5, 1), "Error: service unavailable, send QUIT");
+            match cmd {
+                // The chunk that follows is data, never commands.
+                Command::Bdat { size, last } => self.start_chunk(size, last, Some(reply)),
+                _ => self.send(reply),
+            }
             return;
         }
         self.command(cmd);
