@@ -93,6 +93,8 @@
 
 mod error;
 pub mod line;
+#[cfg(any(feature = "smtp", feature = "pop3"))]
+mod sasl_wire;
 mod tls_info;
 
 pub use error::Error;

@@ -5,19 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
 use bytes::Bytes;
 
 use super::command::{Command, ForwardPath, ParseError, ReversePath, decode_xtext};
 use super::config::{Config, EarlyTalkerPolicy, VerifyPolicy};
 use super::data::{BdatReceiver, DataReceiver, DataViolations};
 use super::event::{
-    AbortReason, Address, AuthStart, CloseReason, Event, Helo, MailFrom, MessageEnd, RcptTo, SaslData,
-    Violation,
+    AbortReason, Address, AuthStart, CloseReason, Event, Helo, MailFrom, MessageEnd, RcptTo, Violation,
 };
 use super::reply::{EnhancedStatus as S, Reply};
 use crate::TlsInfo;
 use crate::line::{BareLineEnding, Framed, LineError, LineFramer};
+use crate::sasl_wire::{self, SaslLine};
 
 /// Misuse of the session API by the application. Peer errors never show up here: they
 /// become SMTP replies.
@@ -496,8 +495,7 @@ impl Session {
     pub fn auth_challenge(&mut self, challenge: &[u8]) -> Result<(), Error> {
         self.check_pending(|p| matches!(p, Pending::Auth))?;
         self.pending = None;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(challenge);
-        Reply::plain(334, b64).write_to(&mut self.out);
+        Reply::plain(334, sasl_wire::encode(challenge)).write_to(&mut self.out);
         self.framer.set_max_line(self.config.limits.auth_line);
         self.phase = Phase::AuthResponse;
         self.command_deadline();
@@ -1286,31 +1284,27 @@ impl Session {
             return self.send(r(504, (5, 5, 4), "Error: unrecognized authentication type"));
         };
         let mechanism = mech.to_ascii_uppercase();
-        let initial_response = match initial {
+        let initial_response = match initial.map(|i| sasl_wire::decode_line(i.as_bytes(), true)) {
             None => None,
-            Some("=") => Some(SaslData::new(Vec::new())),
-            Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
-                Ok(v) => Some(SaslData::new(v)),
-                Err(_) => return self.send(r(501, (5, 5, 2), "Error: invalid base64 in initial response")),
-            },
+            Some(SaslLine::Data(d)) => Some(d),
+            Some(_) => return self.send(r(501, (5, 5, 2), "Error: invalid base64 in initial response")),
         };
         self.events.push_back(Event::Auth(AuthStart { mechanism, initial_response }));
         self.pending = Some(Pending::Auth);
     }
 
     fn auth_response(&mut self, line: &[u8]) {
-        if line == b"*" {
-            self.end_auth();
-            self.events.push_back(Event::AuthAborted);
-            self.send(r(501, (5, 0, 0), "Authentication cancelled"));
-            return;
-        }
-        match base64::engine::general_purpose::STANDARD.decode(line) {
-            Ok(v) => {
-                self.events.push_back(Event::AuthResponse(SaslData::new(v)));
+        match sasl_wire::decode_line(line, false) {
+            SaslLine::Data(d) => {
+                self.events.push_back(Event::AuthResponse(d));
                 self.pending = Some(Pending::Auth);
             }
-            Err(_) => {
+            SaslLine::Cancel => {
+                self.end_auth();
+                self.events.push_back(Event::AuthAborted);
+                self.send(r(501, (5, 0, 0), "Authentication cancelled"));
+            }
+            SaslLine::Invalid => {
                 self.end_auth();
                 self.events.push_back(Event::AuthAborted);
                 self.send(r(501, (5, 5, 2), "Error: invalid base64 in response"));
