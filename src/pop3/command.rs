@@ -348,7 +348,8 @@ mod tests {
         #[test]
         fn numbers_round_trip(m in proptest::num::u32::ANY, n in proptest::num::u32::ANY) {
             let cmd = Command::Top { msg: m, lines: n };
-            proptest::prop_assert_eq!(Command::parse(cmd.to_string().as_bytes()), Ok(cmd));
+            let text = cmd.to_string();
+            proptest::prop_assert_eq!(Command::parse(text.as_bytes()), Ok(cmd));
         }
     }
 }

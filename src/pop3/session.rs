@@ -849,3 +849,254 @@ impl fmt::Debug for Session {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pop3::MessageInfo;
+
+    fn config() -> Config {
+        let mut c = Config::new("pop.test");
+        c.allow_plaintext_auth = true;
+        c.sasl_mechanisms = vec!["PLAIN".into()];
+        c
+    }
+
+    /// Feeds `input`, answers decisions like a small app (user alice / secret, three
+    /// messages), returns the server's output.
+    fn talk(s: &mut Session, input: &[u8]) -> String {
+        let now = s.now;
+        s.receive(input, now);
+        while let Some(e) = s.poll_event() {
+            match e {
+                Event::Login { user, password } => {
+                    if user == "alice" && password.as_bytes() == b"secret" {
+                        let msgs =
+                            (1..=3).map(|i| MessageInfo::new(10 * i, format!("u{i}")).unwrap()).collect();
+                        s.accept_login(user, msgs).unwrap();
+                    } else {
+                        s.reject(Reply::err(Some(ResponseCode::Auth), "invalid credentials")).unwrap();
+                    }
+                }
+                Event::Retrieve { .. } => {
+                    s.message_data(b"Subject: a\r\n\r\n.dot\nline2\r\n").unwrap();
+                    s.message_end().unwrap();
+                }
+                Event::Update { .. } => s.accept().unwrap(),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn logged_in() -> Session {
+        let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+        talk(&mut s, b"USER alice\r\nPASS secret\r\n");
+        s
+    }
+
+    #[test]
+    fn every_command_in_authorization() {
+        let cases: &[(&str, &str)] = &[
+            ("STAT", "-ERR command not valid before login"),
+            ("LIST", "-ERR command not valid before login"),
+            ("RETR 1", "-ERR command not valid before login"),
+            ("DELE 1", "-ERR command not valid before login"),
+            ("NOOP", "-ERR command not valid before login"),
+            ("RSET", "-ERR command not valid before login"),
+            ("TOP 1 1", "-ERR command not valid before login"),
+            ("UIDL", "-ERR command not valid before login"),
+            ("PASS secret", "-ERR send USER first"),
+            ("USER alice", "+OK"),
+            ("STLS", "-ERR STLS not supported"),
+            ("AUTH", "+OK\r\nPLAIN\r\n.\r\n"),
+            ("AUTH CRAM-MD5", "-ERR unsupported authentication mechanism"),
+            ("AUTH PLAIN !!", "-ERR invalid base64"),
+            ("FOO", "-ERR unknown command"),
+            ("RETR x", "-ERR invalid arguments"),
+            ("QUIT", "+OK Bye"),
+        ];
+        for (cmd, want) in cases {
+            let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+            let _ = talk(&mut s, b"");
+            let mut greeting = Vec::new();
+            s.poll_transmit(&mut greeting);
+            let got = talk(&mut s, format!("{cmd}\r\n").as_bytes());
+            assert_eq!(got, format!("{want}\r\n").replace("\r\n\r\n", "\r\n"), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn every_command_in_transaction() {
+        let body = "+OK 10 octets\r\nSubject: a\r\n\r\n..dot\r\nline2\r\n.\r\n";
+        let cases: &[(&str, &str)] = &[
+            ("STAT", "+OK 3 60\r\n"),
+            ("LIST", "+OK 3 messages\r\n1 10\r\n2 20\r\n3 30\r\n.\r\n"),
+            ("LIST 2", "+OK 2 20\r\n"),
+            ("LIST 4", "-ERR no such message\r\n"),
+            ("LIST 0", "-ERR no such message\r\n"),
+            ("UIDL", "+OK unique-id listing follows\r\n1 u1\r\n2 u2\r\n3 u3\r\n.\r\n"),
+            ("UIDL 3", "+OK 3 u3\r\n"),
+            ("RETR 1", body),
+            ("TOP 1 0", "+OK top of message follows\r\nSubject: a\r\n\r\n.\r\n"),
+            ("TOP 1 1", "+OK top of message follows\r\nSubject: a\r\n\r\n..dot\r\n.\r\n"),
+            ("DELE 2", "+OK message 2 deleted\r\n"),
+            ("NOOP", "+OK\r\n"),
+            ("RSET", "+OK maildrop has 3 messages\r\n"),
+            ("USER bob", "-ERR command not valid after login\r\n"),
+            ("PASS x", "-ERR command not valid after login\r\n"),
+            ("APOP a b", "-ERR command not valid after login\r\n"),
+            ("AUTH PLAIN", "-ERR command not valid after login\r\n"),
+            ("STLS", "-ERR STLS not supported\r\n"),
+            ("QUIT", "+OK Bye, 0 messages deleted\r\n"),
+        ];
+        for (cmd, want) in cases {
+            let mut s = logged_in();
+            assert_eq!(talk(&mut s, format!("{cmd}\r\n").as_bytes()), *want, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn deletions_only_at_update() {
+        let mut s = logged_in();
+        assert_eq!(
+            talk(&mut s, b"DELE 1\r\nDELE 1\r\n"),
+            "+OK message 1 deleted\r\n-ERR message 1 already deleted\r\n"
+        );
+        assert_eq!(talk(&mut s, b"RETR 1\r\n"), "-ERR message 1 already deleted\r\n");
+        assert_eq!(talk(&mut s, b"STAT\r\n"), "+OK 2 50\r\n");
+        s.receive(b"QUIT\r\n", s.now);
+        let mut update = None;
+        while let Some(e) = s.poll_event() {
+            if let Event::Update { deleted } = e {
+                update = Some(deleted);
+            }
+        }
+        assert_eq!(update, Some(vec![0]));
+        // A dropped connection instead: no Update event at all.
+        let mut s = logged_in();
+        talk(&mut s, b"DELE 1\r\n");
+        s.handle_eof(s.now);
+        while let Some(e) = s.poll_event() {
+            assert!(!matches!(e, Event::Update { .. }));
+        }
+    }
+
+    #[test]
+    fn plaintext_refused_without_tls() {
+        let mut c = config();
+        c.allow_plaintext_auth = false;
+        c.stls = true;
+        let mut s = Session::new(Arc::new(c), [0; 16], Instant::now());
+        let _ = talk(&mut s, b"");
+        let capa = talk(&mut s, b"CAPA\r\n");
+        assert!(capa.contains("STLS\r\n") && !capa.contains("USER\r\n") && !capa.contains("SASL"));
+        for cmd in ["USER alice", "APOP alice c4c9334bac560ecc979e58001b3e22fb", "AUTH PLAIN"] {
+            let got = talk(&mut s, format!("{cmd}\r\n").as_bytes());
+            assert!(got.starts_with("-ERR [AUTH] Plaintext authentication disallowed"), "{cmd}: {got}");
+        }
+        // STLS pipelined with a command: refused, closed, nothing executed.
+        let got = talk(&mut s, b"STLS\r\nUSER alice\r\n");
+        assert_eq!(got, "-ERR command pipelined after STLS\r\n");
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn stls_forgets_user() {
+        let mut c = config();
+        c.stls = true;
+        let mut s = Session::new(Arc::new(c), [0; 16], Instant::now());
+        let _ = talk(&mut s, b"");
+        assert_eq!(talk(&mut s, b"USER alice\r\n"), "+OK\r\n");
+        assert_eq!(talk(&mut s, b"STLS\r\n"), "+OK Begin TLS negotiation\r\n");
+        assert!(!s.wants_read());
+        s.tls_established(TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"), s.now).unwrap();
+        assert_eq!(talk(&mut s, b"PASS secret\r\n"), "-ERR send USER first\r\n");
+        assert_eq!(talk(&mut s, b"STLS\r\n"), "-ERR TLS already active\r\n");
+        assert!(!talk(&mut s, b"CAPA\r\n").contains("STLS"));
+    }
+
+    #[test]
+    fn auth_failures_close() {
+        let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+        let _ = talk(&mut s, b"");
+        for _ in 0..2 {
+            assert_eq!(
+                talk(&mut s, b"USER alice\r\nPASS wrong\r\n"),
+                "+OK\r\n-ERR [AUTH] invalid credentials\r\n"
+            );
+        }
+        let got = talk(&mut s, b"USER alice\r\nPASS wrong\r\n");
+        assert!(got.ends_with("-ERR [AUTH] too many failures\r\n"), "{got}");
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn sasl_plain_exchange() {
+        let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+        let _ = talk(&mut s, b"");
+        s.receive(b"AUTH PLAIN\r\n", s.now);
+        assert!(matches!(s.poll_event(), Some(Event::Auth(a)) if a.initial_response.is_none()));
+        s.auth_challenge(b"").unwrap();
+        s.receive(b"AGFsaWNlAHNlY3JldA==\r\n", s.now);
+        let Some(Event::AuthResponse(r)) = s.poll_event() else { panic!() };
+        assert_eq!(r.as_bytes(), b"\0alice\0secret");
+        s.accept_login("alice", vec![]).unwrap();
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        assert!(out.ends_with(b"+ \r\n+OK Logged in, 0 messages\r\n"));
+        // `*` cancels.
+        let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+        s.receive(b"AUTH PLAIN\r\n", s.now);
+        let _ = s.poll_event();
+        s.auth_challenge(b"").unwrap();
+        assert!(talk(&mut s, b"*\r\n").ends_with("-ERR authentication cancelled\r\n"));
+    }
+
+    #[test]
+    fn autologout_sends_nothing() {
+        let mut s = logged_in();
+        let deadline = s.poll_timeout().unwrap();
+        s.handle_timeout(deadline);
+        assert!(s.is_closed());
+        assert_eq!(s.close_reason(), Some(CloseReason::Timeout));
+        let mut out = Vec::new();
+        assert_eq!(s.poll_transmit(&mut out), 0);
+    }
+
+    #[test]
+    fn overlong_line_and_bad_command_limit() {
+        let mut s = Session::new(Arc::new(config()), [0; 16], Instant::now());
+        let _ = talk(&mut s, b"");
+        let long = format!("USER {}\r\n", "a".repeat(300));
+        assert_eq!(talk(&mut s, long.as_bytes()), "-ERR line too long\r\n");
+        let mut last = String::new();
+        for _ in 0..19 {
+            last = talk(&mut s, b"BOGUS\r\n");
+        }
+        assert!(last.ends_with("-ERR too many bad commands\r\n"));
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn streaming_normalises_and_stuffs_across_chunks() {
+        let mut st = Stream {
+            size: 0,
+            top: None,
+            started: true,
+            line_start: true,
+            prev_cr: false,
+            in_body: false,
+            done: false,
+            line_len: 0,
+        };
+        let mut out = Vec::new();
+        for chunk in [&b"a\r"[..], b"\n", b".", b"b\n", b"", b"..\r\n", b"c"] {
+            st.write(chunk, &mut out);
+        }
+        assert_eq!(out, b"a\r\n..b\r\n...\r\nc");
+        assert!(!st.line_start);
+    }
+}
