@@ -229,39 +229,54 @@ pub const MAX_MECHANISM_LEN: usize = 20;
 // ---------------------------------------------------------------------------------------
 
 /// RFC 5322 `atext`, plus UTF-8 non-ASCII bytes (RFC 6531 §3.3).
-const ATEXT: u8 = 1 << 0;
-/// Letter, digit or hyphen, plus UTF-8 non-ASCII bytes (U-labels, RFC 6531 §3.3).
-const LDH: u8 = 1 << 1;
+const ATEXT: u16 = 1 << 0;
+/// A letter or digit, or a UTF-8 non-ASCII byte: what a (U-)label is made of, hyphens
+/// aside (RFC 5321 §4.1.2, RFC 6531 §3.3).
+const LABEL: u16 = 1 << 1;
+/// `-`
+const HYPHEN: u16 = 1 << 2;
+/// `.`
+const DOT: u16 = 1 << 3;
 /// RFC 5321 `qtextSMTP`, plus UTF-8 non-ASCII bytes.
-const QTEXT: u8 = 1 << 2;
+const QTEXT: u16 = 1 << 4;
 /// RFC 3461 `xchar` other than `+`: `!`..=`~` except `+` and `=`.
-const XCHAR: u8 = 1 << 3;
+const XCHAR: u16 = 1 << 5;
 /// The base64 alphabet without padding.
-const BASE64: u8 = 1 << 4;
+const BASE64: u16 = 1 << 6;
 /// SASL mechanism characters (RFC 4422 §3.1), lower case accepted.
-const MECH: u8 = 1 << 5;
+const MECH: u16 = 1 << 7;
 /// RFC 5321 `dcontent`: printable ASCII except `[`, `\` and `]`.
-const DCONTENT: u8 = 1 << 6;
+const DCONTENT: u16 = 1 << 8;
 /// ASCII letters and digits.
-const ALNUM: u8 = 1 << 7;
+const ALNUM: u16 = 1 << 9;
+/// An RFC 822 `atom` character for an `ORCPT` address type: ASCII `atext` but `=`.
+const ADDR_TYPE: u16 = 1 << 10;
 
-const CLASS: [u8; 256] = {
-    let mut table = [0u8; 256];
+const CLASS: [u16; 256] = {
+    let mut table = [0u16; 256];
     let mut i = 0;
     while i < 256 {
         #[allow(clippy::cast_possible_truncation)]
         let c = i as u8;
         let mut k = 0;
         let alnum = c.is_ascii_alphanumeric();
-        if alnum || c >= 0x80 || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'/')
-            || matches!(c, b'=' | b'?' | b'^'..=b'`' | b'{'..=b'~')
-        {
+        let high = c >= 0x80;
+        let ascii_atext = alnum
+            || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'/' | b'=' | b'?')
+            || matches!(c, b'^'..=b'`' | b'{'..=b'~');
+        if ascii_atext || high {
             k |= ATEXT;
         }
-        if alnum || c == b'-' || c >= 0x80 {
-            k |= LDH;
+        if alnum || high {
+            k |= LABEL;
         }
-        if matches!(c, 32 | 33 | 35..=91 | 93..=126) || c >= 0x80 {
+        if c == b'-' {
+            k |= HYPHEN;
+        }
+        if c == b'.' {
+            k |= DOT;
+        }
+        if matches!(c, 32 | 33 | 35..=91 | 93..=126) || high {
             k |= QTEXT;
         }
         if matches!(c, 33..=126) && c != b'+' && c != b'=' {
@@ -279,6 +294,9 @@ const CLASS: [u8; 256] = {
         if alnum {
             k |= ALNUM;
         }
+        if ascii_atext && c != b'=' {
+            k |= ADDR_TYPE;
+        }
         table[i] = k;
         i += 1;
     }
@@ -286,27 +304,79 @@ const CLASS: [u8; 256] = {
 };
 
 #[inline(always)]
-fn class(c: u8) -> u8 {
+fn class(c: u8) -> u16 {
     // Never `None`: the table has one entry per byte value.
     CLASS.get(usize::from(c)).copied().unwrap_or(0)
 }
 
 #[inline(always)]
-fn all_in(bytes: &[u8], k: u8) -> bool {
+fn all_in(bytes: &[u8], k: u16) -> bool {
     bytes.iter().all(|&c| class(c) & k != 0)
 }
 
-/// `true` if `line` holds an ASCII control character (0x00..=0x1F or DEL).
-///
-/// Branch-free over the whole line so that it vectorises; lines are short.
+const SWAR_ONES: u64 = 0x0101_0101_0101_0101;
+const SWAR_HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero if the eight bytes of `w` hold a control character (below 0x20, or DEL).
 #[inline(always)]
-fn has_control(line: &[u8]) -> bool {
-    line.iter()
-        .fold(0u8, |acc, &c| acc | u8::from(c < 0x20) | u8::from(c == 0x7f))
-        != 0
+const fn control_bits(w: u64) -> u64 {
+    // "Has a byte below n" (n <= 128) and "has a zero byte", from Bit Twiddling Hacks:
+    // exact as to whether some byte matches, which is all that is asked.
+    let below_space = w.wrapping_sub(SWAR_ONES * 0x20) & !w;
+    let del = w ^ (SWAR_ONES * 0x7f);
+    let del = del.wrapping_sub(SWAR_ONES) & !del;
+    (below_space | del) & SWAR_HIGH
 }
 
-/// The first four bytes of a verb or keyword, ASCII-lowercased, as a little-endian `u32`.
+/// Scans the whole line once: does it hold a control character (0x00..=0x1F or DEL),
+/// does it hold a non-ASCII byte?
+///
+/// Eight bytes at a time; the last partial word is re-read overlapping its predecessor,
+/// so there is no byte-at-a-time tail.
+#[inline(always)]
+fn scan_line(line: &[u8]) -> (bool, bool) {
+    let (words, _) = line.as_chunks::<8>();
+    let (mut control, mut high) = (0, 0);
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        control |= control_bits(w);
+        high |= w;
+    }
+    let w = if let Some(last) = line.last_chunk::<8>() {
+        u64::from_le_bytes(*last)
+    } else {
+        // Shorter than a word: pad with a harmless letter.
+        let mut w = SWAR_ONES * u64::from(b'a');
+        for (n, &c) in line.iter().enumerate() {
+            let shift = 8 * n;
+            w = (w & !(0xff_u64 << shift)) | (u64::from(c) << shift);
+        }
+        w
+    };
+    control |= control_bits(w);
+    high |= w;
+    (control != 0, high & SWAR_HIGH != 0)
+}
+
+/// ASCII case-insensitive equality with `lower`, a lower-case constant.
+///
+/// Compares `c | 0x20` with each byte of `lower`. That is exact for the constants used
+/// here (lower-case letters, digits and punctuation in 0x20..=0x3F) *provided `s` holds
+/// no control character*, which [`Command::parse`] checks before anything else: the
+/// only other byte that ORs to such a constant byte is a control character (or, for a
+/// letter, the upper-case letter).
+#[inline(always)]
+fn ci_eq(s: &[u8], lower: &[u8]) -> bool {
+    s.len() == lower.len() && s.iter().zip(lower).all(|(&c, &l)| c | 0x20 == l)
+}
+
+/// [`ci_eq`] on the first `N` bytes of `s`.
+#[inline(always)]
+fn ci_prefix<const N: usize>(s: &[u8], lower: &[u8; N]) -> bool {
+    s.first_chunk::<N>().is_some_and(|head| head.iter().zip(lower).all(|(&c, &l)| c | 0x20 == l))
+}
+
+/// The first four bytes of a verb, as a little-endian `u32`.
 ///
 /// `x | 0x2020_2020 == tag(b"mail")` holds exactly when each byte is that letter in either
 /// case, because every constant byte is a lower-case letter.
@@ -344,21 +414,24 @@ fn tail(s: &str, from: usize) -> Result<&str, ParseError> {
     s.get(from..).ok_or(ParseError::Syntax)
 }
 
-/// Parses decimal digits (at least one, no sign) into a `u64`; `None` on overflow.
-#[inline]
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &c in digits {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
+/// Reads decimal digits from `b[*pos..]` into a `u64`, advancing `pos` past them.
+/// `None` if there is no digit or the value overflows.
+#[inline(always)]
+fn read_u64(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let start = *pos;
+    let (mut value, mut overflow) = (0u64, false);
+    while let Some(&c) = b.get(*pos) {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
         }
-        value = value.checked_mul(10)?.checked_add(u64::from(d))?;
+        let (times_ten, o1) = value.overflowing_mul(10);
+        let (sum, o2) = times_ten.overflowing_add(u64::from(digit));
+        overflow |= o1 | o2;
+        value = sum;
+        *pos += 1;
     }
-    Some(value)
+    (*pos > start && !overflow).then_some(value)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -368,10 +441,10 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 impl<'a> Command<'a> {
     /// Parses one command line, given without its `CRLF`.
     ///
-    /// Verbs, `FROM:`/`TO:` and parameter keywords are matched case-insensitively.
-    /// Trailing spaces are ignored; otherwise the RFC 5321 §4.1 grammar is applied
-    /// strictly (single spaces between elements), with one tolerance: a single space after
-    /// `FROM:`/`TO:`. Errors are checked in this order: an empty line is
+    /// Verbs, `FROM:`/`TO:` and parameter keywords and values are matched
+    /// case-insensitively. Trailing spaces are ignored; otherwise the RFC 5321 §4.1 grammar
+    /// is applied strictly (single spaces between elements), with one tolerance: a single
+    /// space after `FROM:`/`TO:`. Errors are checked in this order: an empty line is
     /// [`ParseError::UnknownCommand`], invalid UTF-8 is [`ParseError::InvalidUtf8`], a
     /// control character anywhere is [`ParseError::Syntax`], then the verb and its
     /// arguments are checked.
@@ -396,35 +469,53 @@ impl<'a> Command<'a> {
         if line.is_empty() {
             return Err(ParseError::UnknownCommand);
         }
-        let text = std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?;
-        if has_control(line) {
+        let (control, non_ascii) = scan_line(line);
+        // An all-ASCII line is valid UTF-8; it is converted below, only if arguments are
+        // borrowed from it. Either way the line is validated once.
+        let checked = if non_ascii {
+            Some(std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?)
+        } else {
+            None
+        };
+        if control {
             return Err(ParseError::Syntax);
         }
         let Some(head) = line.first_chunk::<4>() else {
             return Err(ParseError::UnknownCommand);
         };
         let verb = u32::from_le_bytes(*head) | LOWER;
-        // `None`: no arguments; `Some(args)`: the text after "VERB ".
-        let args = match line.get(4) {
-            None => None,
-            Some(b' ') => Some(tail(text, 5)?),
-            Some(_) => return parse_long_verb(verb, line),
-        };
-        match verb {
-            MAIL => parse_mail(args.ok_or(ParseError::Syntax)?),
-            RCPT => parse_rcpt(args.ok_or(ParseError::Syntax)?),
-            EHLO => parse_ehlo(args.ok_or(ParseError::Syntax)?),
-            HELO => parse_helo(args.ok_or(ParseError::Syntax)?),
-            DATA => no_args(args, Command::Data),
-            RSET => no_args(args, Command::Rset),
-            QUIT => no_args(args, Command::Quit),
-            NOOP => Ok(Command::Noop),
-            BDAT => parse_bdat(args.ok_or(ParseError::Syntax)?),
-            AUTH => parse_auth(args.ok_or(ParseError::Syntax)?),
-            VRFY => Ok(Command::Vrfy(args.ok_or(ParseError::Syntax)?)),
-            EXPN => Ok(Command::Expn(args.ok_or(ParseError::Syntax)?)),
-            HELP => Ok(Command::Help(args)),
-            _ => Err(ParseError::UnknownCommand),
+        match line.get(4) {
+            None => match verb {
+                DATA => Ok(Command::Data),
+                RSET => Ok(Command::Rset),
+                QUIT => Ok(Command::Quit),
+                NOOP => Ok(Command::Noop),
+                HELP => Ok(Command::Help(None)),
+                MAIL | RCPT | EHLO | HELO | BDAT | AUTH | VRFY | EXPN => Err(ParseError::Syntax),
+                _ => Err(ParseError::UnknownCommand),
+            },
+            Some(b' ') => {
+                let text = match checked {
+                    Some(text) => text,
+                    None => std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?,
+                };
+                let args = tail(text, 5)?;
+                match verb {
+                    MAIL => parse_mail(args),
+                    RCPT => parse_rcpt(args),
+                    EHLO => parse_ehlo(args),
+                    HELO => parse_helo(args),
+                    BDAT => parse_bdat(args),
+                    AUTH => parse_auth(args),
+                    VRFY => Ok(Command::Vrfy(args)),
+                    EXPN => Ok(Command::Expn(args)),
+                    HELP => Ok(Command::Help(Some(args))),
+                    NOOP => Ok(Command::Noop),
+                    DATA | RSET | QUIT => Err(ParseError::Syntax),
+                    _ => Err(ParseError::UnknownCommand),
+                }
+            }
+            Some(_) => parse_long_verb(verb, line),
         }
     }
 }
@@ -445,14 +536,6 @@ fn parse_long_verb(verb: u32, line: &[u8]) -> Result<Command<'_>, ParseError> {
             _ => Err(ParseError::UnknownCommand),
         },
         _ => Err(ParseError::UnknownCommand),
-    }
-}
-
-#[inline(always)]
-fn no_args<'a>(args: Option<&str>, cmd: Command<'a>) -> Result<Command<'a>, ParseError> {
-    match args {
-        None => Ok(cmd),
-        Some(_) => Err(ParseError::Syntax),
     }
 }
 
@@ -480,12 +563,14 @@ fn parse_ehlo(arg: &str) -> Result<Command<'_>, ParseError> {
 }
 
 fn parse_bdat(args: &str) -> Result<Command<'_>, ParseError> {
-    let (size, last) = match args.split_once(' ') {
-        None => (args, false),
-        Some((size, last)) if last.eq_ignore_ascii_case("LAST") => (size, true),
-        Some(_) => return Err(ParseError::Syntax),
+    let b = args.as_bytes();
+    let mut pos = 0;
+    let size = read_u64(b, &mut pos).ok_or(ParseError::Syntax)?;
+    let last = match b.get(pos..) {
+        Some([]) => false,
+        Some([b' ', last @ ..]) if ci_eq(last, b"last") => true,
+        _ => return Err(ParseError::Syntax),
     };
-    let size = parse_u64(size.as_bytes()).ok_or(ParseError::Syntax)?;
     Ok(Command::Bdat { size, last })
 }
 
@@ -530,33 +615,36 @@ enum Path<'a> {
 
 /// Strips the case-insensitive `keyword` (e.g. `FROM:`) and one optional space.
 #[inline(always)]
-fn strip_path_keyword<'a>(args: &'a str, keyword: &str) -> Result<&'a str, ParseError> {
-    let (head, rest) = args.split_at_checked(keyword.len()).ok_or(ParseError::Syntax)?;
-    if !head.eq_ignore_ascii_case(keyword) {
+fn strip_path_keyword<'a, const N: usize>(
+    args: &'a str,
+    keyword: &[u8; N],
+) -> Result<&'a str, ParseError> {
+    if !ci_prefix(args.as_bytes(), keyword) {
         return Err(ParseError::Syntax);
     }
+    let rest = tail(args, N)?;
     Ok(rest.strip_prefix(' ').unwrap_or(rest))
 }
 
-/// Splits what follows a path into its parameters (`""` when there are none).
+/// What follows a path: nothing, or a space and the parameters (`""` when none).
 #[inline(always)]
-fn params_after_path(rest: &str) -> Result<&str, ParseError> {
-    match rest.as_bytes().first() {
+fn params_after_path(rest: &str, end: usize) -> Result<&str, ParseError> {
+    match rest.as_bytes().get(end) {
         None => Ok(""),
-        Some(b' ') => tail(rest, 1),
+        Some(b' ') => tail(rest, end + 1),
         Some(_) => Err(ParseError::Syntax),
     }
 }
 
 fn parse_mail(args: &str) -> Result<Command<'_>, ParseError> {
-    let rest = strip_path_keyword(args, "FROM:")?;
+    let rest = strip_path_keyword(args, b"from:")?;
     let (path, end) = parse_path(rest)?;
     let from = match path {
         Path::Null => ReversePath::Null,
         Path::Mailbox(mailbox) => ReversePath::Mailbox(mailbox),
         Path::Postmaster => return Err(ParseError::BadAddress),
     };
-    let params = params_after_path(tail(rest, end)?)?;
+    let params = params_after_path(rest, end)?;
     let params = if params.is_empty() {
         MailParameters::default()
     } else {
@@ -566,14 +654,14 @@ fn parse_mail(args: &str) -> Result<Command<'_>, ParseError> {
 }
 
 fn parse_rcpt(args: &str) -> Result<Command<'_>, ParseError> {
-    let rest = strip_path_keyword(args, "TO:")?;
+    let rest = strip_path_keyword(args, b"to:")?;
     let (path, end) = parse_path(rest)?;
     let to = match path {
         Path::Postmaster => ForwardPath::Postmaster,
         Path::Mailbox(mailbox) => ForwardPath::Mailbox(mailbox),
         Path::Null => return Err(ParseError::BadAddress),
     };
-    let params = params_after_path(tail(rest, end)?)?;
+    let params = params_after_path(rest, end)?;
     let params = if params.is_empty() {
         RcptParameters::default()
     } else {
@@ -583,32 +671,32 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, ParseError> {
 }
 
 /// Parses `<...>` at the start of `s`; returns the path and the index after `>`.
+#[inline(always)]
 fn parse_path(s: &str) -> Result<(Path<'_>, usize), ParseError> {
     let b = s.as_bytes();
-    let mut i = match b {
+    let local_start = match b {
         [b'<', b'>', ..] => return Ok((Path::Null, 2)),
         [b'<', b'@', ..] => skip_source_route(b)?,
         [b'<', ..] => 1,
         _ => return Err(ParseError::BadAddress),
     };
-    let local_start = i;
-    i = match b.get(i) {
-        Some(b'"') => scan_quoted(b, i),
-        _ => scan_dot_string(b, i),
+    let local_end = match b.get(local_start) {
+        Some(b'"') => scan_quoted(b, local_start),
+        _ => scan_dot_string(b, local_start),
     }
     .ok_or(ParseError::BadAddress)?;
-    let local_part = sub(s, local_start, i)?;
-    match b.get(i) {
+    let local_part = sub(s, local_start, local_end)?;
+    match b.get(local_end) {
         Some(b'@') => {}
-        Some(b'>') if local_start == 1 && local_part.eq_ignore_ascii_case("Postmaster") => {
-            return Ok((Path::Postmaster, i + 1));
+        Some(b'>') if local_start == 1 && ci_eq(local_part.as_bytes(), b"postmaster") => {
+            return Ok((Path::Postmaster, local_end + 1));
         }
         _ => return Err(ParseError::BadAddress),
     }
     if local_part.len() > MAX_LOCAL_PART_LEN {
         return Err(ParseError::AddressTooLong);
     }
-    let domain_start = i + 1;
+    let domain_start = local_end + 1;
     let (domain, domain_end) = if b.get(domain_start) == Some(&b'[') {
         parse_address_literal(s, domain_start).ok_or(ParseError::BadAddress)?
     } else {
@@ -645,20 +733,23 @@ fn skip_source_route(b: &[u8]) -> Result<usize, ParseError> {
 }
 
 /// Scans a `Dot-string` from `start`; returns its end, or `None` if empty or malformed.
-#[inline]
+#[inline(always)]
 fn scan_dot_string(b: &[u8], start: usize) -> Option<usize> {
-    let rest = b.get(start..)?;
-    let mut after_dot = true;
-    for (n, &c) in rest.iter().enumerate() {
-        if class(c) & ATEXT != 0 {
-            after_dot = false;
-        } else if c == b'.' && !after_dot {
-            after_dot = true;
-        } else {
-            return (!after_dot).then_some(start + n);
+    let mut i = start;
+    loop {
+        // One atom: a tight loop over atext.
+        let atom_start = i;
+        while b.get(i).is_some_and(|&c| class(c) & ATEXT != 0) {
+            i += 1;
         }
+        if i == atom_start {
+            return None;
+        }
+        if b.get(i) != Some(&b'.') {
+            return Some(i);
+        }
+        i += 1;
     }
-    (!after_dot).then_some(b.len())
 }
 
 /// Scans a `Quoted-string` whose `"` is at `start`; returns the index after the closing `"`.
@@ -681,28 +772,27 @@ fn scan_quoted(b: &[u8], start: usize) -> Option<usize> {
 
 /// Scans a `Domain` (RFC 5321 §4.1.2, with U-labels) from `start`; returns its end, or
 /// `None` if empty or malformed. Stops at the first byte that cannot continue it.
-#[inline]
+#[inline(always)]
 fn scan_domain(b: &[u8], start: usize) -> Option<usize> {
-    let rest = b.get(start..)?;
-    // `prev` is the previous byte, or `.` at the start of a label.
-    let mut prev = b'.';
-    let mut end = b.len();
-    for (n, &c) in rest.iter().enumerate() {
-        if class(c) & LDH != 0 {
-            if c == b'-' && prev == b'.' {
-                return None;
-            }
-        } else if c == b'.' {
-            if prev == b'.' || prev == b'-' {
-                return None;
-            }
-        } else {
-            end = start + n;
-            break;
+    let mut i = start;
+    loop {
+        // One label: a letter, digit or UTF-8 byte, then a tight loop over those and
+        // hyphens; it may not end with a hyphen.
+        if !b.get(i).is_some_and(|&c| class(c) & LABEL != 0) {
+            return None;
         }
-        prev = c;
+        i += 1;
+        while b.get(i).is_some_and(|&c| class(c) & (LABEL | HYPHEN) != 0) {
+            i += 1;
+        }
+        if b.get(i.wrapping_sub(1)) == Some(&b'-') {
+            return None;
+        }
+        if b.get(i) != Some(&b'.') {
+            return Some(i);
+        }
+        i += 1;
     }
-    (prev != b'.' && prev != b'-').then_some(end)
 }
 
 /// Parses an address literal whose `[` is at `start`; returns it and the index after `]`.
@@ -712,13 +802,14 @@ fn parse_address_literal(s: &str, start: usize) -> Option<(Host<'_>, usize)> {
     let inner = s.get(inner_start..close)?;
     let host = match inner.split_once(':') {
         None => Host::Ipv4(inner.parse().ok()?),
-        Some((tag, content)) if tag.eq_ignore_ascii_case("IPv6") => {
+        Some((tag, content)) if ci_eq(tag.as_bytes(), b"ipv6") => {
             Host::Ipv6(content.parse().ok()?)
         }
         Some((tag, content)) => {
+            // Standardized-tag = Ldh-str: letters, digits, hyphens, not ending in one.
             let t = tag.as_bytes();
             let ldh_str = t.last().is_some_and(|&c| class(c) & ALNUM != 0)
-                && t.iter().all(|&c| c == b'-' || class(c) & ALNUM != 0);
+                && all_in(t, ALNUM | HYPHEN);
             if !ldh_str || content.is_empty() || !all_in(content.as_bytes(), DCONTENT) {
                 return None;
             }
@@ -732,16 +823,145 @@ fn parse_address_literal(s: &str, start: usize) -> Option<(Host<'_>, usize)> {
 // ESMTP parameters
 // ---------------------------------------------------------------------------------------
 
-/// Splits `keyword[=value]`. An empty parameter (two spaces in a row) is a syntax error.
-#[inline(always)]
-fn split_param(param: &str) -> Result<(&str, Option<&str>), ParseError> {
-    if param.is_empty() {
-        return Err(ParseError::Syntax);
+/// A cursor over space-separated `keyword[=value]` parameters.
+///
+/// Each keyword is matched together with its `=` and each value is read by a scanner for
+/// its own syntax, so every byte is looked at once; a value is over when its scanner
+/// stops, and [`Params::end_param`] then wants a space or the end of the line.
+struct Params<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Params<'a> {
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
-    Ok(match memchr::memchr(b'=', param.as_bytes()) {
-        Some(eq) => (sub(param, 0, eq)?, Some(tail(param, eq + 1)?)),
-        None => (param, None),
-    })
+
+    #[inline(always)]
+    fn rest(&self) -> &'a [u8] {
+        self.bytes().get(self.pos..).unwrap_or_default()
+    }
+
+    /// The first byte of the next parameter. An empty parameter (two spaces in a row)
+    /// is a syntax error.
+    #[inline(always)]
+    fn start_param(&self) -> Result<u8, ParseError> {
+        match self.bytes().get(self.pos) {
+            Some(b' ') | None => Err(ParseError::Syntax),
+            Some(&c) => Ok(c),
+        }
+    }
+
+    /// Consumes `lower` if the input continues with it (case-insensitively).
+    #[inline(always)]
+    fn eat<const N: usize>(&mut self, lower: &[u8; N]) -> bool {
+        let hit = ci_prefix(self.rest(), lower);
+        if hit {
+            self.pos += N;
+        }
+        hit
+    }
+
+    /// After a parameter: `Ok(true)` if another follows, `Ok(false)` at the end.
+    #[inline(always)]
+    fn end_param(&mut self) -> Result<bool, ParseError> {
+        match self.bytes().get(self.pos) {
+            None => Ok(false),
+            Some(b' ') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) => Err(ParseError::BadParameter),
+        }
+    }
+
+    /// One of `choices` (lower-case constants), as a whole value.
+    #[inline(always)]
+    fn choice<T: Copy>(&mut self, choices: &[(&[u8], T)]) -> Result<T, ParseError> {
+        let rest = self.rest();
+        let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+        let value = rest.get(..end).unwrap_or_default();
+        let found = choices.iter().find(|(name, _)| ci_eq(value, name));
+        let &(_, choice) = found.ok_or(ParseError::BadParameter)?;
+        self.pos += end;
+        Ok(choice)
+    }
+
+    /// A decimal `u64`.
+    #[inline(always)]
+    fn number(&mut self) -> Result<u64, ParseError> {
+        read_u64(self.bytes(), &mut self.pos).ok_or(ParseError::BadParameter)
+    }
+
+    /// Non-empty RFC 3461 xtext of at most `max` octets, kept encoded.
+    #[inline(always)]
+    fn xtext(&mut self, max: usize) -> Result<&'a str, ParseError> {
+        let b = self.bytes();
+        let start = self.pos;
+        let mut i = start;
+        loop {
+            match b.get(i) {
+                Some(b'+') => {
+                    let hex = |n| b.get(n).is_some_and(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F'));
+                    if !(hex(i + 1) && hex(i + 2)) {
+                        return Err(ParseError::BadParameter);
+                    }
+                    i += 3;
+                }
+                Some(&c) if class(c) & XCHAR != 0 => i += 1,
+                _ => break,
+            }
+        }
+        if i == start || i - start > max {
+            return Err(ParseError::BadParameter);
+        }
+        self.pos = i;
+        sub(self.text, start, i)
+    }
+
+    /// `NEVER`, or a comma list of distinct `SUCCESS`, `FAILURE`, `DELAY`.
+    fn notify(&mut self) -> Result<Notify, ParseError> {
+        let mut n = Notify::default();
+        loop {
+            let flag = if self.eat(b"success") {
+                &mut n.success
+            } else if self.eat(b"failure") {
+                &mut n.failure
+            } else if self.eat(b"delay") {
+                &mut n.delay
+            } else if self.eat(b"never") {
+                &mut n.never
+            } else {
+                return Err(ParseError::BadParameter);
+            };
+            if *flag {
+                return Err(ParseError::BadParameter);
+            }
+            *flag = true;
+            if !self.eat(b",") {
+                break;
+            }
+        }
+        if n.never && (n.success || n.failure || n.delay) {
+            return Err(ParseError::BadParameter);
+        }
+        Ok(n)
+    }
+
+    /// `addr-type ";" xtext`, where `addr-type` is an RFC 822 atom (without `=`).
+    fn orcpt(&mut self) -> Result<(&'a str, &'a str), ParseError> {
+        let start = self.pos;
+        let rest = self.rest();
+        let len = rest.iter().position(|&c| class(c) & ADDR_TYPE == 0).unwrap_or(rest.len());
+        if len == 0 || rest.get(len) != Some(&b';') {
+            return Err(ParseError::BadParameter);
+        }
+        self.pos += len + 1;
+        let address = self.xtext(usize::MAX)?;
+        Ok((sub(self.text, start, start + len)?, address))
+    }
 }
 
 /// Stores `value` in an empty `slot`; a second occurrence is [`ParseError::BadParameter`].
@@ -756,133 +976,57 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), ParseError> {
 
 /// Sets a value-less flag parameter once.
 #[inline(always)]
-fn set_flag(flag: &mut bool, value: Option<&str>) -> Result<(), ParseError> {
-    if *flag || value.is_some() {
+fn set_flag(flag: &mut bool) -> Result<(), ParseError> {
+    if *flag {
         return Err(ParseError::BadParameter);
     }
     *flag = true;
     Ok(())
 }
 
-/// `true` if `s` is non-empty RFC 3461 xtext.
-fn is_xtext(s: &[u8]) -> bool {
-    if s.is_empty() {
-        return false;
-    }
-    let mut i = 0;
-    while let Some(&c) = s.get(i) {
-        if c == b'+' {
-            if !(s.get(i + 1).is_some_and(is_upper_hex) && s.get(i + 2).is_some_and(is_upper_hex))
-            {
-                return false;
-            }
-            i += 3;
-        } else if class(c) & XCHAR != 0 {
-            i += 1;
-        } else {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_upper_hex(c: &u8) -> bool {
-    matches!(c, b'0'..=b'9' | b'A'..=b'F')
-}
-
-fn parse_mail_params(params: &str) -> Result<MailParameters<'_>, ParseError> {
+fn parse_mail_params(text: &str) -> Result<MailParameters<'_>, ParseError> {
     let mut p = MailParameters::default();
-    for param in params.split(' ') {
-        let (keyword, value) = split_param(param)?;
-        let k = keyword.as_bytes();
-        match k.len() {
-            4 if k.eq_ignore_ascii_case(b"SIZE") => {
-                let size = value.and_then(|v| parse_u64(v.as_bytes()));
-                set_once(&mut p.size, size.ok_or(ParseError::BadParameter)?)?;
-            }
-            4 if k.eq_ignore_ascii_case(b"BODY") => {
-                let body = match value {
-                    Some(v) if v.eq_ignore_ascii_case("8BITMIME") => Body::EightBitMime,
-                    Some(v) if v.eq_ignore_ascii_case("7BIT") => Body::SevenBit,
-                    Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => Body::BinaryMime,
-                    _ => return Err(ParseError::BadParameter),
-                };
+    let mut params = Params { text, pos: 0 };
+    loop {
+        match params.start_param()? | 0x20 {
+            b's' if params.eat(b"size=") => set_once(&mut p.size, params.number()?)?,
+            b'b' if params.eat(b"body=") => {
+                let body = params.choice(&[
+                    (b"8bitmime", Body::EightBitMime),
+                    (b"7bit", Body::SevenBit),
+                    (b"binarymime", Body::BinaryMime),
+                ])?;
                 set_once(&mut p.body, body)?;
             }
-            4 if k.eq_ignore_ascii_case(b"AUTH") => match value {
-                Some(v) if is_xtext(v.as_bytes()) => set_once(&mut p.auth, v)?,
-                _ => return Err(ParseError::BadParameter),
-            },
-            8 if k.eq_ignore_ascii_case(b"SMTPUTF8") => set_flag(&mut p.smtputf8, value)?,
-            10 if k.eq_ignore_ascii_case(b"REQUIRETLS") => set_flag(&mut p.requiretls, value)?,
-            3 if k.eq_ignore_ascii_case(b"RET") => {
-                let ret = match value {
-                    Some(v) if v.eq_ignore_ascii_case("FULL") => Ret::Full,
-                    Some(v) if v.eq_ignore_ascii_case("HDRS") => Ret::Headers,
-                    _ => return Err(ParseError::BadParameter),
-                };
+            b's' if params.eat(b"smtputf8") => set_flag(&mut p.smtputf8)?,
+            b'r' if params.eat(b"requiretls") => set_flag(&mut p.requiretls)?,
+            b'r' if params.eat(b"ret=") => {
+                let ret = params.choice(&[(b"full", Ret::Full), (b"hdrs", Ret::Headers)])?;
                 set_once(&mut p.ret, ret)?;
             }
-            5 if k.eq_ignore_ascii_case(b"ENVID") => match value {
-                Some(v) if v.len() <= MAX_ENVID_LEN && is_xtext(v.as_bytes()) => {
-                    set_once(&mut p.envid, v)?;
-                }
-                _ => return Err(ParseError::BadParameter),
-            },
+            b'e' if params.eat(b"envid=") => set_once(&mut p.envid, params.xtext(MAX_ENVID_LEN)?)?,
+            b'a' if params.eat(b"auth=") => set_once(&mut p.auth, params.xtext(usize::MAX)?)?,
             _ => return Err(ParseError::BadParameter),
         }
+        if !params.end_param()? {
+            return Ok(p);
+        }
     }
-    Ok(p)
 }
 
-fn parse_rcpt_params(params: &str) -> Result<RcptParameters<'_>, ParseError> {
+fn parse_rcpt_params(text: &str) -> Result<RcptParameters<'_>, ParseError> {
     let mut p = RcptParameters::default();
-    for param in params.split(' ') {
-        let (keyword, value) = split_param(param)?;
-        let k = keyword.as_bytes();
-        match k.len() {
-            6 if k.eq_ignore_ascii_case(b"NOTIFY") => {
-                let notify = value.and_then(parse_notify).ok_or(ParseError::BadParameter)?;
-                set_once(&mut p.notify, notify)?;
-            }
-            5 if k.eq_ignore_ascii_case(b"ORCPT") => {
-                let orcpt = value.and_then(parse_orcpt).ok_or(ParseError::BadParameter)?;
-                set_once(&mut p.orcpt, orcpt)?;
-            }
+    let mut params = Params { text, pos: 0 };
+    loop {
+        match params.start_param()? | 0x20 {
+            b'n' if params.eat(b"notify=") => set_once(&mut p.notify, params.notify()?)?,
+            b'o' if params.eat(b"orcpt=") => set_once(&mut p.orcpt, params.orcpt()?)?,
             _ => return Err(ParseError::BadParameter),
         }
-    }
-    Ok(p)
-}
-
-/// `NEVER`, or a comma list of distinct `SUCCESS`, `FAILURE`, `DELAY`.
-fn parse_notify(value: &str) -> Option<Notify> {
-    let mut n = Notify::default();
-    for item in value.split(',') {
-        let flag = match item.len() {
-            7 if item.eq_ignore_ascii_case("SUCCESS") => &mut n.success,
-            7 if item.eq_ignore_ascii_case("FAILURE") => &mut n.failure,
-            5 if item.eq_ignore_ascii_case("DELAY") => &mut n.delay,
-            5 if item.eq_ignore_ascii_case("NEVER") => &mut n.never,
-            _ => return None,
-        };
-        if *flag {
-            return None;
+        if !params.end_param()? {
+            return Ok(p);
         }
-        *flag = true;
     }
-    if n.never && (n.success || n.failure || n.delay) {
-        return None;
-    }
-    Some(n)
-}
-
-/// `addr-type ";" xtext`, where `addr-type` is an RFC 822 atom (without `=`).
-fn parse_orcpt(value: &str) -> Option<(&str, &str)> {
-    let (addr_type, address) = value.split_once(';')?;
-    let t = addr_type.as_bytes();
-    let atom = !t.is_empty() && t.iter().all(|&c| c < 0x80 && c != b'=' && class(c) & ATEXT != 0);
-    (atom && is_xtext(address.as_bytes())).then_some((addr_type, address))
 }
 
 // ---------------------------------------------------------------------------------------
