@@ -32,10 +32,7 @@ fn bench(c: &mut Criterion) {
     // Sanity: both parsers accept every line of the mix.
     for buf in MIX {
         assert!(Command::parse(postern_line(buf)).is_ok(), "postern rejects {buf:?}");
-        assert!(
-            smtp_proto::Request::parse(&mut buf.iter()).is_ok(),
-            "smtp-proto rejects {buf:?}"
-        );
+        assert!(smtp_proto::Request::parse(&mut buf.iter()).is_ok(), "smtp-proto rejects {buf:?}");
     }
 
     let mut group = c.benchmark_group("command_parse");

@@ -252,6 +252,8 @@ const ALNUM: u16 = 1 << 9;
 /// An RFC 822 `atom` character for an `ORCPT` address type: ASCII `atext` but `=`.
 const ADDR_TYPE: u16 = 1 << 10;
 
+// Indexing in a const block: out of bounds would fail compilation, not panic at run time.
+#[allow(clippy::indexing_slicing)]
 const CLASS: [u16; 256] = {
     let mut table = [0u16; 256];
     let mut i = 0;
@@ -579,10 +581,7 @@ fn parse_auth(args: &str) -> Result<Command<'_>, ParseError> {
         None => (args, None),
         Some((mechanism, response)) => (mechanism, Some(response)),
     };
-    if mechanism.is_empty()
-        || mechanism.len() > MAX_MECHANISM_LEN
-        || !all_in(mechanism.as_bytes(), MECH)
-    {
+    if mechanism.is_empty() || mechanism.len() > MAX_MECHANISM_LEN || !all_in(mechanism.as_bytes(), MECH) {
         return Err(ParseError::Syntax);
     }
     if let Some(response) = initial_response
@@ -615,10 +614,7 @@ enum Path<'a> {
 
 /// Strips the case-insensitive `keyword` (e.g. `FROM:`) and one optional space.
 #[inline(always)]
-fn strip_path_keyword<'a, const N: usize>(
-    args: &'a str,
-    keyword: &[u8; N],
-) -> Result<&'a str, ParseError> {
+fn strip_path_keyword<'a, const N: usize>(args: &'a str, keyword: &[u8; N]) -> Result<&'a str, ParseError> {
     if !ci_prefix(args.as_bytes(), keyword) {
         return Err(ParseError::Syntax);
     }
@@ -645,11 +641,7 @@ fn parse_mail(args: &str) -> Result<Command<'_>, ParseError> {
         Path::Postmaster => return Err(ParseError::BadAddress),
     };
     let params = params_after_path(rest, end)?;
-    let params = if params.is_empty() {
-        MailParameters::default()
-    } else {
-        parse_mail_params(params)?
-    };
+    let params = if params.is_empty() { MailParameters::default() } else { parse_mail_params(params)? };
     Ok(Command::Mail { from, params })
 }
 
@@ -662,11 +654,7 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, ParseError> {
         Path::Null => return Err(ParseError::BadAddress),
     };
     let params = params_after_path(rest, end)?;
-    let params = if params.is_empty() {
-        RcptParameters::default()
-    } else {
-        parse_rcpt_params(params)?
-    };
+    let params = if params.is_empty() { RcptParameters::default() } else { parse_rcpt_params(params)? };
     Ok(Command::Rcpt { to, params })
 }
 
@@ -778,7 +766,7 @@ fn scan_domain(b: &[u8], start: usize) -> Option<usize> {
     loop {
         // One label: a letter, digit or UTF-8 byte, then a tight loop over those and
         // hyphens; it may not end with a hyphen.
-        if !b.get(i).is_some_and(|&c| class(c) & LABEL != 0) {
+        if b.get(i).is_none_or(|&c| class(c) & LABEL == 0) {
             return None;
         }
         i += 1;
@@ -802,14 +790,11 @@ fn parse_address_literal(s: &str, start: usize) -> Option<(Host<'_>, usize)> {
     let inner = s.get(inner_start..close)?;
     let host = match inner.split_once(':') {
         None => Host::Ipv4(inner.parse().ok()?),
-        Some((tag, content)) if ci_eq(tag.as_bytes(), b"ipv6") => {
-            Host::Ipv6(content.parse().ok()?)
-        }
+        Some((tag, content)) if ci_eq(tag.as_bytes(), b"ipv6") => Host::Ipv6(content.parse().ok()?),
         Some((tag, content)) => {
             // Standardized-tag = Ldh-str: letters, digits, hyphens, not ending in one.
             let t = tag.as_bytes();
-            let ldh_str = t.last().is_some_and(|&c| class(c) & ALNUM != 0)
-                && all_in(t, ALNUM | HYPHEN);
+            let ldh_str = t.last().is_some_and(|&c| class(c) & ALNUM != 0) && all_in(t, ALNUM | HYPHEN);
             if !ldh_str || content.is_empty() || !all_in(content.as_bytes(), DCONTENT) {
                 return None;
             }
@@ -1198,5 +1183,1155 @@ impl fmt::Display for Host<'_> {
             Host::Ipv6(ip) => write!(f, "[IPv6:{ip}]"),
             Host::General { tag, content } => write!(f, "[{tag}:{content}]"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Expected = Result<Command<'static>, ParseError>;
+
+    fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
+        Command::parse(line)
+    }
+
+    fn mb(local_part: &'static str, domain: &'static str) -> Mailbox<'static> {
+        Mailbox { local_part, domain: Host::Domain(domain) }
+    }
+
+    fn mail(from: ReversePath<'static>, params: MailParameters<'static>) -> Expected {
+        Ok(Command::Mail { from, params })
+    }
+
+    fn mail_from(local: &'static str, domain: &'static str) -> Expected {
+        mail(ReversePath::Mailbox(mb(local, domain)), MailParameters::default())
+    }
+
+    fn mail_params(params: MailParameters<'static>) -> Expected {
+        mail(ReversePath::Mailbox(mb("a", "b.example")), params)
+    }
+
+    fn rcpt(to: ForwardPath<'static>, params: RcptParameters<'static>) -> Expected {
+        Ok(Command::Rcpt { to, params })
+    }
+
+    fn rcpt_to(local: &'static str, domain: &'static str) -> Expected {
+        rcpt(ForwardPath::Mailbox(mb(local, domain)), RcptParameters::default())
+    }
+
+    fn rcpt_host(host: Host<'static>) -> Expected {
+        rcpt(ForwardPath::Mailbox(Mailbox { local_part: "a", domain: host }), Default::default())
+    }
+
+    fn rcpt_params(params: RcptParameters<'static>) -> Expected {
+        rcpt(ForwardPath::Mailbox(mb("a", "b.example")), params)
+    }
+
+    fn notify(success: bool, failure: bool, delay: bool) -> RcptParameters<'static> {
+        let notify = Notify { never: false, success, failure, delay };
+        RcptParameters { notify: Some(notify), orcpt: None }
+    }
+
+    fn check(cases: &[(&[u8], Expected)]) {
+        for (line, expected) in cases {
+            let got = parse(line);
+            assert_eq!(&got, expected, "line {:?}", String::from_utf8_lossy(line));
+            // Whatever parses also round-trips through its canonical form.
+            if let Ok(cmd) = got {
+                let canonical = cmd.to_string();
+                assert_eq!(parse(canonical.as_bytes()), Ok(cmd), "canonical {canonical:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn verbs_without_arguments() {
+        use ParseError::*;
+        check(&[
+            (b"DATA", Ok(Command::Data)),
+            (b"data", Ok(Command::Data)),
+            (b"DaTa", Ok(Command::Data)),
+            (b"DATA ", Ok(Command::Data)),
+            (b"DATA x", Err(Syntax)),
+            (b"DATAX", Err(UnknownCommand)),
+            (b"RSET", Ok(Command::Rset)),
+            (b"rset", Ok(Command::Rset)),
+            (b"RSET now", Err(Syntax)),
+            (b"QUIT", Ok(Command::Quit)),
+            (b"quit   ", Ok(Command::Quit)),
+            (b"QUIT please", Err(Syntax)),
+            (b"STARTTLS", Ok(Command::StartTls)),
+            (b"starttls", Ok(Command::StartTls)),
+            (b"StartTLS ", Ok(Command::StartTls)),
+            (b"STARTTLS x", Err(Syntax)),
+            (b"STARTTLSX", Err(UnknownCommand)),
+            (b"STARTTL", Err(UnknownCommand)),
+            (b"STAR", Err(UnknownCommand)),
+            (b"STAR TLS", Err(UnknownCommand)),
+            (b"NOOP", Ok(Command::Noop)),
+            (b"noop", Ok(Command::Noop)),
+            (b"NOOP anything at all", Ok(Command::Noop)),
+            (b"HELP", Ok(Command::Help(None))),
+            (b"help ", Ok(Command::Help(None))),
+            (b"HELP MAIL", Ok(Command::Help(Some("MAIL")))),
+            (b"HELP  two spaces", Ok(Command::Help(Some(" two spaces")))),
+        ]);
+    }
+
+    #[test]
+    fn unknown_and_malformed_lines() {
+        use ParseError::*;
+        check(&[
+            (b"", Err(UnknownCommand)),
+            (b"   ", Err(UnknownCommand)),
+            (b"HI", Err(UnknownCommand)),
+            (b"FOO", Err(UnknownCommand)),
+            (b"XYZW", Err(UnknownCommand)),
+            (b"ETRN example.org", Err(UnknownCommand)),
+            (b"LHLO example.org", Err(UnknownCommand)),
+            (b"MAILX FROM:<a@b>", Err(UnknownCommand)),
+            (b" MAIL FROM:<a@b>", Err(UnknownCommand)),
+            (b"MAIL@FROM:<a@b>", Err(UnknownCommand)),
+            // Invalid UTF-8, anywhere.
+            (b"\xff", Err(InvalidUtf8)),
+            (b"\xc3", Err(InvalidUtf8)),
+            (b"MAIL FROM:<\xff@example.org>", Err(InvalidUtf8)),
+            (b"VRFY caf\xc3", Err(InvalidUtf8)),
+            (b"DATA \xe2\x82", Err(InvalidUtf8)),
+            (b"\xed\xa0\x80", Err(InvalidUtf8)), // a UTF-16 surrogate
+            // Control characters, anywhere (checked after UTF-8).
+            (b"\x01", Err(Syntax)),
+            (b"\x00DATA", Err(Syntax)),
+            (b"DATA\r", Err(Syntax)),
+            (b"NOOP\t", Err(Syntax)),
+            (b"NOOP a\tb", Err(Syntax)),
+            (b"VRFY a\x7fb", Err(Syntax)),
+            (b"HELP \x1b[31m", Err(Syntax)),
+            (b"MAIL FROM:<a@b.example> SIZE=1\x00", Err(Syntax)),
+            (b"MAIL FROM:<a\x0b@b.example>", Err(Syntax)),
+            (b"RCPT TO:<a@b.example>\r\n", Err(Syntax)),
+            // A control byte is never mistaken for the character it ORs to with 0x20.
+            (b"MAIL FROM:<a@b.example> BODY=\x188BITMIME", Err(Syntax)),
+            (b"MAIL FROM\x1a<a@b.example>", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn helo_and_ehlo() {
+        use ParseError::*;
+        check(&[
+            (b"HELO example.org", Ok(Command::Helo("example.org"))),
+            (b"helo EXAMPLE.org", Ok(Command::Helo("EXAMPLE.org"))),
+            (b"HELO localhost", Ok(Command::Helo("localhost"))),
+            (b"HELO a-b.c-d.e", Ok(Command::Helo("a-b.c-d.e"))),
+            (b"HELO 123.example", Ok(Command::Helo("123.example"))),
+            ("HELO bücher.example".as_bytes(), Ok(Command::Helo("bücher.example"))),
+            (b"HELO", Err(Syntax)),
+            (b"HELO [192.0.2.1]", Err(Syntax)),
+            (b"HELO -a.example", Err(Syntax)),
+            (b"HELO a-.example", Err(Syntax)),
+            (b"HELO a..example", Err(Syntax)),
+            (b"HELO .example", Err(Syntax)),
+            (b"HELO example.", Err(Syntax)),
+            (b"HELO my_pc", Err(Syntax)),
+            (b"HELO a b", Err(Syntax)),
+            (b"HELO  example.org", Err(Syntax)),
+            (b"EHLO client.example.org", Ok(Command::Ehlo("client.example.org"))),
+            (b"eHlO x", Ok(Command::Ehlo("x"))),
+            (b"EHLO x ", Ok(Command::Ehlo("x"))),
+            (b"EHLO [192.0.2.1]", Ok(Command::Ehlo("[192.0.2.1]"))),
+            (b"EHLO [IPv6:2001:db8::1]", Ok(Command::Ehlo("[IPv6:2001:db8::1]"))),
+            (b"EHLO [ipv6:::1]", Ok(Command::Ehlo("[ipv6:::1]"))),
+            (b"EHLO [x-tag:content]", Ok(Command::Ehlo("[x-tag:content]"))),
+            (b"EHLO [IPv6:not-an-address]", Err(Syntax)),
+            (b"EHLO [300.1.1.1]", Err(Syntax)),
+            (b"EHLO [192.0.2.1", Err(Syntax)),
+            (b"EHLO [192.0.2.1]x", Err(Syntax)),
+            (b"EHLO", Err(Syntax)),
+            (b"EHLO a b", Err(Syntax)),
+            (b"EHLO a,b", Err(Syntax)),
+            (b"EHLO under_score.example", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn helo_domain_limit() {
+        // 255 octets: 63 + 1 + 63 + 1 + 63 + 1 + 63.
+        let label = "a".repeat(63);
+        let domain = [label.as_str(); 4].join(".");
+        assert_eq!(domain.len(), 255);
+        let line = format!("EHLO {domain}");
+        assert_eq!(parse(line.as_bytes()), Ok(Command::Ehlo(&domain)));
+        let line = format!("HELO {domain}");
+        assert_eq!(parse(line.as_bytes()), Ok(Command::Helo(&domain)));
+        let line = format!("EHLO {domain}b");
+        assert_eq!(parse(line.as_bytes()), Err(ParseError::Syntax));
+        let line = format!("HELO {domain}b");
+        assert_eq!(parse(line.as_bytes()), Err(ParseError::Syntax));
+    }
+
+    #[test]
+    fn bdat() {
+        use ParseError::*;
+        check(&[
+            (b"BDAT 1000", Ok(Command::Bdat { size: 1000, last: false })),
+            (b"BDAT 0 LAST", Ok(Command::Bdat { size: 0, last: true })),
+            (b"bdat 5 last", Ok(Command::Bdat { size: 5, last: true })),
+            (b"BDAT 007", Ok(Command::Bdat { size: 7, last: false })),
+            (b"BDAT 18446744073709551615", Ok(Command::Bdat { size: u64::MAX, last: false })),
+            (b"BDAT 18446744073709551616", Err(Syntax)),
+            (b"BDAT 99999999999999999999999", Err(Syntax)),
+            (b"BDAT", Err(Syntax)),
+            (b"BDAT x", Err(Syntax)),
+            (b"BDAT -1", Err(Syntax)),
+            (b"BDAT +1", Err(Syntax)),
+            (b"BDAT 1x", Err(Syntax)),
+            (b"BDAT 5 FIRST", Err(Syntax)),
+            (b"BDAT 5 LASTLY", Err(Syntax)),
+            (b"BDAT 5  LAST", Err(Syntax)),
+            (b"BDAT 5 LAST x", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn auth() {
+        use ParseError::*;
+        let auth = |mechanism, initial_response| Ok(Command::Auth { mechanism, initial_response });
+        check(&[
+            (b"AUTH PLAIN", auth("PLAIN", None)),
+            (b"auth plain", auth("plain", None)),
+            (b"AUTH LOGIN", auth("LOGIN", None)),
+            (b"AUTH SCRAM-SHA-256", auth("SCRAM-SHA-256", None)),
+            (b"AUTH X_TOKEN", auth("X_TOKEN", None)),
+            (b"AUTH ABCDEFGHIJKLMNOPQRST", auth("ABCDEFGHIJKLMNOPQRST", None)),
+            (b"AUTH ABCDEFGHIJKLMNOPQRSTU", Err(Syntax)),
+            (b"AUTH PLAIN AHRlc3QAdGVzdA==", auth("PLAIN", Some("AHRlc3QAdGVzdA=="))),
+            (b"AUTH PLAIN dGVzdA=", auth("PLAIN", Some("dGVzdA="))),
+            (b"AUTH PLAIN a+/9", auth("PLAIN", Some("a+/9"))),
+            (b"AUTH PLAIN =", auth("PLAIN", Some("="))),
+            (b"AUTH", Err(Syntax)),
+            (b"AUTH PL@IN", Err(Syntax)),
+            (b"AUTH PLAIN ==", Err(Syntax)),
+            (b"AUTH PLAIN a===", Err(Syntax)),
+            (b"AUTH PLAIN a=b", Err(Syntax)),
+            (b"AUTH PLAIN a b", Err(Syntax)),
+            (b"AUTH PLAIN  abc", Err(Syntax)),
+            (b"AUTH  PLAIN", Err(Syntax)),
+            (b"AUTH PLAIN a-b", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn vrfy_and_expn() {
+        use ParseError::*;
+        check(&[
+            (b"VRFY user", Ok(Command::Vrfy("user"))),
+            (b"vrfy John Smith", Ok(Command::Vrfy("John Smith"))),
+            (b"VRFY <user@example.org>", Ok(Command::Vrfy("<user@example.org>"))),
+            ("VRFY José".as_bytes(), Ok(Command::Vrfy("José"))),
+            (b"VRFY", Err(Syntax)),
+            (b"VRFY ", Err(Syntax)),
+            (b"EXPN list", Ok(Command::Expn("list"))),
+            (b"expn \"a list\"", Ok(Command::Expn("\"a list\""))),
+            (b"EXPN", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn mail_from_paths() {
+        use ParseError::*;
+        check(&[
+            (b"MAIL FROM:<sender@example.org>", mail_from("sender", "example.org")),
+            (b"mail from:<sender@example.org>", mail_from("sender", "example.org")),
+            (b"Mail From:<sender@example.org>", mail_from("sender", "example.org")),
+            (b"MAIL FROM: <sender@example.org>", mail_from("sender", "example.org")),
+            (b"MAIL FROM:<sender@example.org>   ", mail_from("sender", "example.org")),
+            (b"MAIL FROM:<>", mail(ReversePath::Null, MailParameters::default())),
+            (b"MAIL FROM: <>", mail(ReversePath::Null, MailParameters::default())),
+            (b"MAIL FROM:  <a@b.example>", Err(BadAddress)),
+            (b"MAIL FROM:a@b.example", Err(BadAddress)),
+            (b"MAIL FROM:<a@b.example", Err(BadAddress)),
+            (b"MAIL FROM:a@b.example>", Err(BadAddress)),
+            (b"MAIL FROM:", Err(BadAddress)),
+            (b"MAIL FROM:<", Err(BadAddress)),
+            (b"MAIL FROM:<<a@b.example>>", Err(BadAddress)),
+            (b"MAIL FROM:<a@b.example>x", Err(Syntax)),
+            (b"MAIL FROM:<>x", Err(Syntax)),
+            (b"MAIL FROM", Err(Syntax)),
+            (b"MAIL FROM <a@b.example>", Err(Syntax)),
+            (b"MAIL TO:<a@b.example>", Err(Syntax)),
+            (b"MAIL", Err(Syntax)),
+            (b"MAIL FROM:<Postmaster>", Err(BadAddress)),
+            (b"MAIL FROM:<a>", Err(BadAddress)),
+            (b"MAIL FROM:<@b.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a@>", Err(BadAddress)),
+            (b"MAIL FROM:<a@b@c.example>", Err(BadAddress)),
+            // Source routes are accepted and dropped.
+            (b"MAIL FROM:<@relay.example:user@example.org>", mail_from("user", "example.org")),
+            (b"MAIL FROM:<@a.example,@b.example:user@example.org>", mail_from("user", "example.org")),
+            (b"MAIL FROM:<@a.example user@example.org>", Err(BadAddress)),
+            (b"MAIL FROM:<@:user@example.org>", Err(BadAddress)),
+            (b"MAIL FROM:<@a.example,b.example:user@example.org>", Err(BadAddress)),
+            (b"MAIL FROM:<@[192.0.2.1]:user@example.org>", Err(BadAddress)),
+            (b"MAIL FROM:<@a.example:>", Err(BadAddress)),
+        ]);
+    }
+
+    #[test]
+    fn local_parts() {
+        use ParseError::*;
+        check(&[
+            (b"MAIL FROM:<a.b.c@x.example>", mail_from("a.b.c", "x.example")),
+            (b"MAIL FROM:<!#$%&'*+-/=?^_`{|}~@x.example>", mail_from("!#$%&'*+-/=?^_`{|}~", "x.example")),
+            (b"MAIL FROM:<.a@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a.@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a..b@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a b@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a(b)@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<a,b@x.example>", Err(BadAddress)),
+            // Quoted strings keep their quotes and escapes.
+            (b"MAIL FROM:<\"john doe\"@x.example>", mail_from("\"john doe\"", "x.example")),
+            (b"MAIL FROM:<\"a\\\"b\"@x.example>", mail_from("\"a\\\"b\"", "x.example")),
+            (b"MAIL FROM:<\"a\\\\\"@x.example>", mail_from("\"a\\\\\"", "x.example")),
+            (b"MAIL FROM:<\"a@b\"@x.example>", mail_from("\"a@b\"", "x.example")),
+            (b"MAIL FROM:<\"<>\"@x.example>", mail_from("\"<>\"", "x.example")),
+            (b"MAIL FROM:<\"\"@x.example>", mail_from("\"\"", "x.example")),
+            (b"MAIL FROM:<\"a\"b@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<\"a\".b@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<\"a@x.example>", Err(BadAddress)),
+            (b"MAIL FROM:<\"a\\", Err(BadAddress)),
+            ("MAIL FROM:<\"a\\é\"@x.example>".as_bytes(), Err(BadAddress)),
+            // RFC 6531: UTF-8 local parts and U-label domains.
+            ("MAIL FROM:<josé@exämple.org>".as_bytes(), mail_from("josé", "exämple.org")),
+            ("MAIL FROM:<用户@例子.广告>".as_bytes(), mail_from("用户", "例子.广告")),
+            ("MAIL FROM:<\"用 户\"@x.example>".as_bytes(), mail_from("\"用 户\"", "x.example")),
+        ]);
+    }
+
+    #[test]
+    fn domains_and_address_literals() {
+        use ParseError::*;
+        let v6 = |s: &str| Host::Ipv6(s.parse().unwrap());
+        check(&[
+            (b"RCPT TO:<a@b.example>", rcpt_to("a", "b.example")),
+            (b"RCPT TO:<a@B-1.Example>", rcpt_to("a", "B-1.Example")),
+            (b"RCPT TO:<a@b..example>", Err(BadAddress)),
+            (b"RCPT TO:<a@-b.example>", Err(BadAddress)),
+            (b"RCPT TO:<a@b-.example>", Err(BadAddress)),
+            (b"RCPT TO:<a@b.example.>", Err(BadAddress)),
+            (b"RCPT TO:<a@.b.example>", Err(BadAddress)),
+            (b"RCPT TO:<a@b_c.example>", Err(BadAddress)),
+            (b"RCPT TO:<a@b.example >", Err(BadAddress)),
+            (b"RCPT TO:<a@[192.0.2.1]>", rcpt_host(Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)))),
+            (b"RCPT TO:<a@[IPv6:2001:db8::1]>", rcpt_host(v6("2001:db8::1"))),
+            (b"RCPT TO:<a@[ipv6:::1]>", rcpt_host(v6("::1"))),
+            (b"RCPT TO:<a@[IPv6:::ffff:192.0.2.1]>", rcpt_host(v6("::ffff:192.0.2.1"))),
+            (
+                b"RCPT TO:<a@[x-tag:some/content]>",
+                rcpt_host(Host::General { tag: "x-tag", content: "some/content" }),
+            ),
+            (b"RCPT TO:<a@[X400:c=us;a=b]>", rcpt_host(Host::General { tag: "X400", content: "c=us;a=b" })),
+            (b"RCPT TO:<a@[IPv6:1.2.3.4]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[IPv6:]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[1.2.3]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[1.2.3.4.5]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[256.1.1.1]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[tag:]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[:content]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[tag-:content]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[t_g:content]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[tag:two words]>", Err(BadAddress)),
+            (b"RCPT TO:<a@[192.0.2.1]", Err(BadAddress)),
+            (b"RCPT TO:<a@[192.0.2.1]x>", Err(BadAddress)),
+            (b"RCPT TO:<a@[192.0.2.1>", Err(BadAddress)),
+        ]);
+    }
+
+    #[test]
+    fn rcpt_to_paths() {
+        use ParseError::*;
+        check(&[
+            (b"RCPT TO:<rcpt@example.net>", rcpt_to("rcpt", "example.net")),
+            (b"rcpt to:<rcpt@example.net>", rcpt_to("rcpt", "example.net")),
+            (b"RCPT TO: <rcpt@example.net>", rcpt_to("rcpt", "example.net")),
+            (b"RCPT TO:<>", Err(BadAddress)),
+            (b"RCPT TO:<Postmaster>", rcpt(ForwardPath::Postmaster, RcptParameters::default())),
+            (b"RCPT TO:<postmaster>", rcpt(ForwardPath::Postmaster, RcptParameters::default())),
+            (b"RCPT TO:<POSTMASTER>", rcpt(ForwardPath::Postmaster, RcptParameters::default())),
+            (b"RCPT TO:<postmaster@example.net>", rcpt_to("postmaster", "example.net")),
+            (b"RCPT TO:<@a.example:Postmaster>", Err(BadAddress)),
+            (b"RCPT TO:<\"Postmaster\">", Err(BadAddress)),
+            (b"RCPT TO:<Postmistress>", Err(BadAddress)),
+            (
+                b"RCPT TO:<Postmaster> NOTIFY=NEVER",
+                rcpt(
+                    ForwardPath::Postmaster,
+                    RcptParameters { notify: Some(Notify { never: true, ..Notify::default() }), orcpt: None },
+                ),
+            ),
+            (b"RCPT FROM:<a@b.example>", Err(Syntax)),
+            (b"RCPT TO", Err(Syntax)),
+            (b"RCPT", Err(Syntax)),
+            (b"RCPT TO:<a@b.example>;", Err(Syntax)),
+        ]);
+    }
+
+    /// `<` + local + `@` + domain + `>` with labels of `label_len` joined to `domain_len`.
+    fn path(local_len: usize, domain_len: usize) -> String {
+        let mut domain = String::new();
+        while domain.len() < domain_len {
+            if !domain.is_empty() {
+                domain.push('.');
+            }
+            let room = (domain_len - domain.len()).min(63);
+            // Never end with a lone dot: leave at least two octets for the last label.
+            let take = if domain_len - domain.len() - room == 1 { room - 1 } else { room };
+            domain.push_str(&"d".repeat(take));
+        }
+        assert_eq!(domain.len(), domain_len);
+        format!("<{}@{domain}>", "l".repeat(local_len))
+    }
+
+    #[test]
+    fn rfc5321_size_limits() {
+        use ParseError::*;
+        let ok = |line: String| {
+            let parsed = parse(line.as_bytes()).map(|c| c.to_string());
+            assert_eq!(parsed.as_deref(), Ok(line.as_str()), "{line}");
+        };
+        let err = |line: String, e: ParseError| {
+            assert_eq!(parse(line.as_bytes()), Err(e), "{line}");
+        };
+        // Local part: 64 octets.
+        ok(format!("MAIL FROM:{}", path(64, 10)));
+        err(format!("MAIL FROM:{}", path(65, 10)), AddressTooLong);
+        ok(format!("RCPT TO:{}", path(64, 10)));
+        err(format!("RCPT TO:{}", path(65, 10)), AddressTooLong);
+        let quoted = format!("MAIL FROM:<\"{}\"@d.example>", "q".repeat(62));
+        ok(quoted);
+        err(format!("MAIL FROM:<\"{}\"@d.example>", "q".repeat(63)), AddressTooLong);
+        // Path: 256 octets including the angle brackets (1 + 64 + 1 + 189 + 1).
+        assert_eq!(path(64, 189).len(), 256);
+        ok(format!("MAIL FROM:{}", path(64, 189)));
+        ok(format!("RCPT TO:{}", path(64, 189)));
+        err(format!("MAIL FROM:{}", path(64, 190)), AddressTooLong);
+        err(format!("RCPT TO:{}", path(64, 190)), AddressTooLong);
+        // Domain: 255 octets (unreachable inside a 256-octet path, still refused as such).
+        err(format!("RCPT TO:{}", path(1, 255)), AddressTooLong);
+        err(format!("RCPT TO:{}", path(1, 256)), AddressTooLong);
+        // A source route counts towards the path.
+        let route = format!("@{}:", "r".repeat(60));
+        let mailbox = path(64, 189);
+        let routed = format!("MAIL FROM:<{route}{}", &mailbox[1..]);
+        err(routed, AddressTooLong);
+        let routed = format!("MAIL FROM:<{route}{}", &path(64, 189 - route.len())[1..]);
+        assert_eq!(parse(routed.as_bytes()).map(|_| ()), Ok(()));
+        // A source-route domain longer than 255 octets.
+        let routed = format!("MAIL FROM:<@{}:a@b>", "r".repeat(256));
+        err(routed, AddressTooLong);
+    }
+
+    #[test]
+    fn mail_parameters() {
+        use ParseError::*;
+        let p = MailParameters::default;
+        check(&[
+            (b"MAIL FROM:<a@b.example> SIZE=12345", mail_params(MailParameters { size: Some(12345), ..p() })),
+            (b"MAIL FROM:<a@b.example> size=0", mail_params(MailParameters { size: Some(0), ..p() })),
+            (b"MAIL FROM:<a@b.example> SIZE=007", mail_params(MailParameters { size: Some(7), ..p() })),
+            (
+                b"MAIL FROM:<a@b.example> SIZE=18446744073709551615",
+                mail_params(MailParameters { size: Some(u64::MAX), ..p() }),
+            ),
+            (b"MAIL FROM:<a@b.example> SIZE=18446744073709551616", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=abc", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=1x", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=+1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=-1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=1 SIZE=1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> BODY=7BIT", mail_params(MailParameters { body: Some(Body::SevenBit), ..p() })),
+            (
+                b"MAIL FROM:<a@b.example> BODY=8BITMIME",
+                mail_params(MailParameters { body: Some(Body::EightBitMime), ..p() }),
+            ),
+            (
+                b"MAIL FROM:<a@b.example> body=8bitmime",
+                mail_params(MailParameters { body: Some(Body::EightBitMime), ..p() }),
+            ),
+            (
+                b"MAIL FROM:<a@b.example> BODY=BINARYMIME",
+                mail_params(MailParameters { body: Some(Body::BinaryMime), ..p() }),
+            ),
+            (b"MAIL FROM:<a@b.example> BODY=8BIT", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> BODY=8BITMIMEX", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> BODY=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> BODY", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> BODY=7BIT BODY=7BIT", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SMTPUTF8", mail_params(MailParameters { smtputf8: true, ..p() })),
+            (b"MAIL FROM:<a@b.example> smtputf8", mail_params(MailParameters { smtputf8: true, ..p() })),
+            (b"MAIL FROM:<a@b.example> SMTPUTF8=YES", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SMTPUTF8=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SMTPUTF8X", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SMTPUTF8 SMTPUTF8", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> REQUIRETLS", mail_params(MailParameters { requiretls: true, ..p() })),
+            (b"MAIL FROM:<a@b.example> RequireTLS", mail_params(MailParameters { requiretls: true, ..p() })),
+            (b"MAIL FROM:<a@b.example> REQUIRETLS=1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> RET=FULL", mail_params(MailParameters { ret: Some(Ret::Full), ..p() })),
+            (b"MAIL FROM:<a@b.example> ret=hdrs", mail_params(MailParameters { ret: Some(Ret::Headers), ..p() })),
+            (b"MAIL FROM:<a@b.example> RET=NONE", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> RET=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> RET", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> RET=FULL RET=HDRS", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=QQ314159", mail_params(MailParameters { envid: Some("QQ314159"), ..p() })),
+            (b"MAIL FROM:<a@b.example> envid=a+2Bb", mail_params(MailParameters { envid: Some("a+2Bb"), ..p() })),
+            (b"MAIL FROM:<a@b.example> ENVID=a+2bb", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=a+2", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=a+", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=a=b", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID", Err(BadParameter)),
+            ("MAIL FROM:<a@b.example> ENVID=é".as_bytes(), Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> ENVID=a ENVID=b", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> AUTH=<>", mail_params(MailParameters { auth: Some("<>"), ..p() })),
+            (
+                b"MAIL FROM:<a@b.example> AUTH=user+40example.org",
+                mail_params(MailParameters { auth: Some("user+40example.org"), ..p() }),
+            ),
+            (b"MAIL FROM:<a@b.example> AUTH=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> AUTH", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> AUTH=a+4", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> AUTH=<> AUTH=<>", Err(BadParameter)),
+            // Unknown, malformed and misplaced parameters.
+            (b"MAIL FROM:<a@b.example> XFOO=1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> FOO", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> =1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE:1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> NOTIFY=NEVER", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example> SIZE=1 ORCPT=rfc822;a", Err(BadParameter)),
+            (b"MAIL FROM:<a@b.example>  SIZE=1", Err(Syntax)),
+            (b"MAIL FROM:<a@b.example> SIZE=1  BODY=7BIT", Err(Syntax)),
+            (b"MAIL FROM:<a@b.example> SIZE=1 ", mail_params(MailParameters { size: Some(1), ..p() })),
+            // Everything at once, in any order and case.
+            (
+                b"MAIL FROM:<a@b.example> auth=<> ENVID=x+2By RET=HDRS requiretls SMTPUTF8 Body=8BITMIME SIZE=9",
+                mail_params(MailParameters {
+                    size: Some(9),
+                    body: Some(Body::EightBitMime),
+                    smtputf8: true,
+                    requiretls: true,
+                    ret: Some(Ret::Headers),
+                    envid: Some("x+2By"),
+                    auth: Some("<>"),
+                }),
+            ),
+            (
+                b"MAIL FROM:<> SIZE=0",
+                mail(ReversePath::Null, MailParameters { size: Some(0), ..p() }),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn envid_limit() {
+        let envid = "e".repeat(MAX_ENVID_LEN);
+        let line = format!("MAIL FROM:<> ENVID={envid}");
+        let params = MailParameters { envid: Some(&envid), ..MailParameters::default() };
+        assert_eq!(parse(line.as_bytes()), Ok(Command::Mail { from: ReversePath::Null, params }));
+        let line = format!("MAIL FROM:<> ENVID={envid}e");
+        assert_eq!(parse(line.as_bytes()), Err(ParseError::BadParameter));
+    }
+
+    #[test]
+    fn rcpt_parameters() {
+        use ParseError::*;
+        let never = RcptParameters { notify: Some(Notify { never: true, ..Notify::default() }), orcpt: None };
+        let orcpt = |t, a| RcptParameters { notify: None, orcpt: Some((t, a)) };
+        check(&[
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESS", rcpt_params(notify(true, false, false))),
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESS,FAILURE", rcpt_params(notify(true, true, false))),
+            (b"RCPT TO:<a@b.example> notify=delay,failure,success", rcpt_params(notify(true, true, true))),
+            (b"RCPT TO:<a@b.example> NOTIFY=Failure", rcpt_params(notify(false, true, false))),
+            (b"RCPT TO:<a@b.example> NOTIFY=NEVER", rcpt_params(never)),
+            (b"RCPT TO:<a@b.example> notify=never", rcpt_params(never)),
+            (b"RCPT TO:<a@b.example> NOTIFY=NEVER,SUCCESS", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=DELAY,NEVER", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=NEVER,NEVER", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESS,SUCCESS", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESS,", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=,SUCCESS", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESS,,DELAY", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=SUCCESSFUL", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=BOGUS", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> NOTIFY=DELAY NOTIFY=DELAY", Err(BadParameter)),
+            (
+                b"RCPT TO:<a@b.example> ORCPT=rfc822;user+40example.com",
+                rcpt_params(orcpt("rfc822", "user+40example.com")),
+            ),
+            (b"RCPT TO:<a@b.example> orcpt=utf-8;x", rcpt_params(orcpt("utf-8", "x"))),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc822;a;b", rcpt_params(orcpt("rfc822", "a;b"))),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc822;", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=;a", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc822", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc=822;a", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc822;a+4", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=rfc822;a=b", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> ORCPT=a;b ORCPT=a;b", Err(BadParameter)),
+            (
+                b"RCPT TO:<a@b.example> ORCPT=rfc822;a+40b NOTIFY=DELAY",
+                rcpt_params(RcptParameters {
+                    notify: Some(Notify { delay: true, ..Notify::default() }),
+                    orcpt: Some(("rfc822", "a+40b")),
+                }),
+            ),
+            (b"RCPT TO:<a@b.example> SIZE=1", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example> XFOO", Err(BadParameter)),
+            (b"RCPT TO:<a@b.example>  NOTIFY=NEVER", Err(Syntax)),
+        ]);
+    }
+
+    #[test]
+    fn canonical_form() {
+        let cases: &[(&str, &str)] = &[
+            ("ehlo Client.Example", "EHLO Client.Example"),
+            ("helo x", "HELO x"),
+            (
+                "mail from: <@r.example:a@B.example> smtputf8 size=5 body=8bitmime ret=full",
+                "MAIL FROM:<a@B.example> SIZE=5 BODY=8BITMIME SMTPUTF8 RET=FULL",
+            ),
+            (
+                "MAIL FROM:<> AUTH=<> ENVID=x REQUIRETLS BODY=7bit",
+                "MAIL FROM:<> BODY=7BIT REQUIRETLS ENVID=x AUTH=<>",
+            ),
+            (
+                "rcpt to:<postmaster> orcpt=rfc822;p+40x notify=delay,success",
+                "RCPT TO:<Postmaster> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;p+40x",
+            ),
+            ("RCPT TO:<a@[ipv6:0::1]>", "RCPT TO:<a@[IPv6:::1]>"),
+            ("RCPT TO:<a@[tag:c]>", "RCPT TO:<a@[tag:c]>"),
+            ("bdat 10 last", "BDAT 10 LAST"),
+            ("bdat 010", "BDAT 10"),
+            ("noop hello", "NOOP"),
+            ("help me", "HELP me"),
+            ("help", "HELP"),
+            ("starttls", "STARTTLS"),
+            ("auth plain =", "AUTH plain ="),
+            ("vrfy x", "VRFY x"),
+            ("expn x", "EXPN x"),
+            ("data", "DATA"),
+            ("rset", "RSET"),
+            ("quit", "QUIT"),
+        ];
+        for (line, canonical) in cases {
+            let cmd = parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(cmd.to_string(), *canonical, "{line}");
+        }
+    }
+
+    #[test]
+    fn xtext_decoding() {
+        assert_eq!(decode_xtext("").as_deref(), Some(""));
+        assert_eq!(decode_xtext("abc").as_deref(), Some("abc"));
+        assert_eq!(decode_xtext("a+2Bb").as_deref(), Some("a+b"));
+        assert_eq!(decode_xtext("user+40example.com").as_deref(), Some("user@example.com"));
+        assert_eq!(decode_xtext("+3D+20").as_deref(), Some("= "));
+        assert_eq!(decode_xtext("+C3+A9").as_deref(), Some("é"));
+        assert_eq!(decode_xtext("<>").as_deref(), Some("<>"));
+        assert_eq!(decode_xtext("a+2b"), None);
+        assert_eq!(decode_xtext("a+2"), None);
+        assert_eq!(decode_xtext("a+"), None);
+        assert_eq!(decode_xtext("a+GG"), None);
+        assert_eq!(decode_xtext("a=b"), None);
+        assert_eq!(decode_xtext("a b"), None);
+        assert_eq!(decode_xtext("a\tb"), None);
+        assert_eq!(decode_xtext("é"), None);
+        assert_eq!(decode_xtext("+FF"), None); // not UTF-8 once decoded
+    }
+
+    #[test]
+    fn reply_codes() {
+        let code = |e: ParseError| e.reply_code().0;
+        assert_eq!(code(ParseError::UnknownCommand), 500);
+        assert_eq!(code(ParseError::InvalidUtf8), 500);
+        assert_eq!(code(ParseError::Syntax), 501);
+        assert_eq!(code(ParseError::BadAddress), 501);
+        assert_eq!(code(ParseError::AddressTooLong), 501);
+        assert_eq!(code(ParseError::BadParameter), 555);
+    }
+
+    #[test]
+    fn control_scan_covers_every_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for bad in [0x00, 0x09, 0x0a, 0x0d, 0x1f, 0x7f] {
+                    let mut line = vec![b'a'; len];
+                    line[pos] = bad;
+                    assert_eq!(scan_line(&line), (true, false), "len {len} pos {pos} byte {bad}");
+                    line[pos] = 0x80;
+                    assert_eq!(scan_line(&line), (false, true), "len {len} pos {pos}");
+                }
+            }
+            let line: Vec<u8> = (0..len).map(|n| 0x20 + (n % 0x5f) as u8).collect();
+            assert_eq!(scan_line(&line), (false, false), "len {len}");
+        }
+    }
+
+    // -------------------------------------------------------------------------------
+    // Property tests
+    // -------------------------------------------------------------------------------
+
+    /// Owned data from which a [`Command`] is borrowed.
+    #[derive(Clone, Debug)]
+    enum OwnedHost {
+        Domain(String),
+        V4(Ipv4Addr),
+        V6(Ipv6Addr),
+        General(String, String),
+    }
+
+    #[derive(Clone, Debug)]
+    struct OwnedMailbox {
+        local_part: String,
+        host: OwnedHost,
+    }
+
+    #[derive(Clone, Debug)]
+    struct OwnedMail {
+        size: Option<u64>,
+        body: Option<Body>,
+        smtputf8: bool,
+        requiretls: bool,
+        ret: Option<Ret>,
+        envid: Option<String>,
+        auth: Option<String>,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Spec {
+        Helo(String),
+        Ehlo(String),
+        Mail(Option<OwnedMailbox>, OwnedMail),
+        /// `None` is `<Postmaster>`.
+        Rcpt(Option<OwnedMailbox>, Option<Notify>, Option<(String, String)>),
+        Data,
+        Bdat(u64, bool),
+        Rset,
+        Noop,
+        Quit,
+        Vrfy(String),
+        Expn(String),
+        Help(Option<String>),
+        StartTls,
+        Auth(String, Option<String>),
+    }
+
+    fn host(h: &OwnedHost) -> Host<'_> {
+        match h {
+            OwnedHost::Domain(d) => Host::Domain(d),
+            OwnedHost::V4(ip) => Host::Ipv4(*ip),
+            OwnedHost::V6(ip) => Host::Ipv6(*ip),
+            OwnedHost::General(tag, content) => Host::General { tag, content },
+        }
+    }
+
+    fn mailbox(m: &OwnedMailbox) -> Mailbox<'_> {
+        Mailbox { local_part: &m.local_part, domain: host(&m.host) }
+    }
+
+    fn command(spec: &Spec) -> Command<'_> {
+        match spec {
+            Spec::Helo(d) => Command::Helo(d),
+            Spec::Ehlo(d) => Command::Ehlo(d),
+            Spec::Mail(from, p) => Command::Mail {
+                from: from.as_ref().map_or(ReversePath::Null, |m| ReversePath::Mailbox(mailbox(m))),
+                params: MailParameters {
+                    size: p.size,
+                    body: p.body,
+                    smtputf8: p.smtputf8,
+                    requiretls: p.requiretls,
+                    ret: p.ret,
+                    envid: p.envid.as_deref(),
+                    auth: p.auth.as_deref(),
+                },
+            },
+            Spec::Rcpt(to, notify, orcpt) => Command::Rcpt {
+                to: to.as_ref().map_or(ForwardPath::Postmaster, |m| ForwardPath::Mailbox(mailbox(m))),
+                params: RcptParameters {
+                    notify: *notify,
+                    orcpt: orcpt.as_ref().map(|(t, a)| (t.as_str(), a.as_str())),
+                },
+            },
+            Spec::Data => Command::Data,
+            Spec::Bdat(size, last) => Command::Bdat { size: *size, last: *last },
+            Spec::Rset => Command::Rset,
+            Spec::Noop => Command::Noop,
+            Spec::Quit => Command::Quit,
+            Spec::Vrfy(s) => Command::Vrfy(s),
+            Spec::Expn(s) => Command::Expn(s),
+            Spec::Help(s) => Command::Help(s.as_deref()),
+            Spec::StartTls => Command::StartTls,
+            Spec::Auth(m, r) => Command::Auth { mechanism: m, initial_response: r.as_deref() },
+        }
+    }
+
+    const LABEL_RE: &str = "([a-zA-Z0-9]([a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?|bücher|例子|münchen)";
+
+    fn domain() -> impl Strategy<Value = String> {
+        proptest::collection::vec(LABEL_RE, 1..4).prop_map(|labels| labels.join("."))
+    }
+
+    fn owned_host() -> impl Strategy<Value = OwnedHost> {
+        prop_oneof![
+            4 => domain().prop_map(OwnedHost::Domain),
+            1 => any::<[u8; 4]>().prop_map(|o| OwnedHost::V4(Ipv4Addr::from(o))),
+            1 => any::<[u16; 8]>().prop_map(|s| OwnedHost::V6(Ipv6Addr::from(s))),
+            1 => ("[a-zA-Z0-9]([a-zA-Z0-9-]{0,4}[a-zA-Z0-9])?", "[!-Z^-~]{1,12}")
+                .prop_filter("IPv6 is not a general tag", |(t, _)| !t.eq_ignore_ascii_case("ipv6"))
+                .prop_map(|(t, c)| OwnedHost::General(t, c)),
+        ]
+    }
+
+    fn local_part() -> impl Strategy<Value = String> {
+        const ATOM: &str = "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}";
+        prop_oneof![
+            3 => proptest::collection::vec(ATOM, 1..4).prop_map(|atoms| atoms.join(".")),
+            1 => "\"([ !#-\\[\\]-~é]|\\\\[ -~]){0,12}\"",
+            1 => "(josé|用户|Ωmega)",
+        ]
+    }
+
+    fn owned_mailbox() -> impl Strategy<Value = OwnedMailbox> {
+        (local_part(), owned_host()).prop_map(|(local_part, host)| OwnedMailbox { local_part, host })
+    }
+
+    const XTEXT_RE: &str = "([!-*,-<>-~]|\\+[0-9A-F]{2}){1,30}";
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![Just(Body::SevenBit), Just(Body::EightBitMime), Just(Body::BinaryMime)]
+    }
+
+    fn owned_mail() -> impl Strategy<Value = OwnedMail> {
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(body()),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(prop_oneof![Just(Ret::Full), Just(Ret::Headers)]),
+            proptest::option::of(XTEXT_RE),
+            proptest::option::of(prop_oneof![Just("<>".to_string()), XTEXT_RE.prop_map(|s| s)]),
+        )
+            .prop_map(|(size, body, smtputf8, requiretls, ret, envid, auth)| OwnedMail {
+                size,
+                body,
+                smtputf8,
+                requiretls,
+                ret,
+                envid,
+                auth,
+            })
+    }
+
+    fn notify_strategy() -> impl Strategy<Value = Notify> {
+        prop_oneof![
+            Just(Notify { never: true, ..Notify::default() }),
+            (any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_filter("at least one condition", |(s, f, d)| *s || *f || *d)
+                .prop_map(|(success, failure, delay)| Notify { never: false, success, failure, delay }),
+        ]
+    }
+
+    /// Free text for VRFY/EXPN/HELP: printable, not ending in a space (trailing spaces
+    /// are not part of a command line).
+    const TEXT_RE: &str = "[ -~é]{0,20}[!-~é]";
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        prop_oneof![
+            domain().prop_map(Spec::Helo),
+            prop_oneof![
+                domain(),
+                any::<[u8; 4]>().prop_map(|o| format!("[{}]", Ipv4Addr::from(o))),
+                any::<[u16; 8]>().prop_map(|s| format!("[IPv6:{}]", Ipv6Addr::from(s))),
+            ]
+            .prop_map(Spec::Ehlo),
+            (proptest::option::of(owned_mailbox()), owned_mail()).prop_map(|(m, p)| Spec::Mail(m, p)),
+            (
+                proptest::option::of(owned_mailbox()),
+                proptest::option::of(notify_strategy()),
+                proptest::option::of(("[a-zA-Z0-9-]{1,8}", XTEXT_RE)),
+            )
+                .prop_map(|(m, n, o)| Spec::Rcpt(m, n, o)),
+            Just(Spec::Data),
+            (any::<u64>(), any::<bool>()).prop_map(|(s, l)| Spec::Bdat(s, l)),
+            Just(Spec::Rset),
+            Just(Spec::Noop),
+            Just(Spec::Quit),
+            TEXT_RE.prop_map(Spec::Vrfy),
+            TEXT_RE.prop_map(Spec::Expn),
+            proptest::option::of(TEXT_RE).prop_map(Spec::Help),
+            Just(Spec::StartTls),
+            (
+                "[A-Za-z0-9_-]{1,20}",
+                proptest::option::of(prop_oneof![Just("=".to_string()), "[A-Za-z0-9+/]{1,24}={0,2}"]),
+            )
+                .prop_map(|(m, r)| Spec::Auth(m, r)),
+        ]
+    }
+
+    fn pick(options: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(options)
+    }
+
+    /// Lines made of SMTP-ish tokens: some parse, many fail in interesting places.
+    fn token_soup() -> impl Strategy<Value = Vec<u8>> {
+        const HEADS: &[&str] = &[
+            "MAIL FROM:",
+            "mail from: ",
+            "RCPT TO:",
+            "rcpt to: ",
+            "EHLO ",
+            "HELO ",
+            "BDAT ",
+            "AUTH ",
+            "VRFY ",
+            "EXPN ",
+            "HELP",
+            "HELP ",
+            "NOOP",
+            "DATA",
+            "RSET",
+            "QUIT",
+            "STARTTLS",
+            "",
+        ];
+        const TOKENS: &[&str] = &[
+            "<",
+            ">",
+            "<>",
+            "@",
+            "a",
+            "Bc",
+            "x.example",
+            "[192.0.2.1]",
+            "[IPv6:::1]",
+            "[t:c]",
+            "\"q s\"",
+            "\\",
+            " ",
+            " ",
+            " ",
+            "SIZE=",
+            "12",
+            "BODY=",
+            "8BITMIME",
+            "7bit",
+            "SMTPUTF8",
+            "REQUIRETLS",
+            "RET=",
+            "HDRS",
+            "ENVID=",
+            "AUTH=",
+            "NOTIFY=",
+            "SUCCESS",
+            "DELAY",
+            ",",
+            "NEVER",
+            "ORCPT=",
+            "rfc822;",
+            "x+40y",
+            "+2",
+            "LAST",
+            "PLAIN",
+            "=",
+            "dGVzdA==",
+            "é",
+            "Postmaster",
+            ":",
+            "-",
+            ".",
+            "@r.example:",
+            "\t",
+            "\u{7f}",
+        ];
+        (pick(HEADS), proptest::collection::vec(pick(TOKENS), 0..12)).prop_map(|(head, tokens)| {
+            let mut line = head.to_string();
+            line.extend(tokens);
+            line.into_bytes()
+        })
+    }
+
+    /// Mostly one of `valid`, sometimes one of `broken`.
+    fn mostly(
+        valid: &'static [&'static str],
+        broken: &'static [&'static str],
+    ) -> impl Strategy<Value = &'static str> {
+        prop_oneof![8 => pick(valid), 1 => pick(broken)]
+    }
+
+    /// MAIL and RCPT lines assembled from mostly valid, sometimes broken, pieces.
+    fn near_valid_path_line() -> impl Strategy<Value = Vec<u8>> {
+        let path = (
+            mostly(&["<", "<@r.example:", "<@a.example,@b.example:"], &["", "<<", "<@r.example"]),
+            mostly(
+                &["a", "a.b", "\"q s\"", "\"a\\\"\"", "é", "x!#$%&'*+/=?^_`{|}~-"],
+                &["", ".a", "a..b", "a.", "\"q", "a b"],
+            ),
+            mostly(
+                &["@x.example", "@[192.0.2.1]", "@[IPv6:::1]", "@[t:c]", "@例子.广告", "@A-1.b"],
+                &["", "@-x", "@x.", "@", "@[IPv6:1.2.3.4]", "@[1.2.3]", "@x_y"],
+            ),
+            mostly(&[">"], &["", ">x", ">>"]),
+        )
+            .prop_map(|(o, l, d, c)| format!("{o}{l}{d}{c}"));
+        let special =
+            pick(&["<>", "<Postmaster>", "<postmaster>", "<Postmaster@x.example>"]).prop_map(String::from);
+        let path = prop_oneof![5 => path, 1 => special];
+        let mail = (
+            mostly(&["MAIL FROM:", "mail from: ", "Mail From:"], &["MAIL FROM:  ", "MAIL FROM"]),
+            proptest::collection::vec(
+                mostly(
+                    &[
+                        "SIZE=1",
+                        "size=18446744073709551615",
+                        "SIZE=007",
+                        "BODY=8BITMIME",
+                        "body=7bit",
+                        "Body=BinaryMime",
+                        "SMTPUTF8",
+                        "requiretls",
+                        "RET=FULL",
+                        "ret=Hdrs",
+                        "ENVID=x+2By",
+                        "AUTH=<>",
+                        "AUTH=a+40b.example",
+                    ],
+                    &[
+                        "SIZE=",
+                        "SIZE=18446744073709551616",
+                        "BODY=8BIT",
+                        "SMTPUTF8=1",
+                        "XFOO",
+                        "ENVID=a+2",
+                        "NOTIFY=NEVER",
+                        "=",
+                        "",
+                    ],
+                ),
+                0..4,
+            ),
+        );
+        let rcpt = (
+            mostly(&["RCPT TO:", "rcpt to: ", "Rcpt To:"], &["RCPT TO:  ", "RCPT TO"]),
+            proptest::collection::vec(
+                mostly(
+                    &[
+                        "NOTIFY=SUCCESS,DELAY",
+                        "notify=never",
+                        "NOTIFY=FAILURE",
+                        "Notify=Delay,Failure,Success",
+                        "ORCPT=rfc822;a+40b",
+                        "orcpt=utf-8;x",
+                    ],
+                    &["NOTIFY=NEVER,DELAY", "NOTIFY=", "ORCPT=x;", "ORCPT=;x", "SIZE=1", ""],
+                ),
+                0..3,
+            ),
+        );
+        (prop_oneof![mail, rcpt], path).prop_map(|((head, params), path)| {
+            let mut line = format!("{head}{path}");
+            for param in params {
+                line.push(' ');
+                line.push_str(param);
+            }
+            line.into_bytes()
+        })
+    }
+
+    /// Other commands with mostly valid arguments.
+    fn near_valid_other_line() -> impl Strategy<Value = Vec<u8>> {
+        let head = pick(&["EHLO ", "HELO ", "BDAT ", "AUTH ", "VRFY ", "HELP ", "ehlo "]);
+        let arg = pick(&[
+            "x.example",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "[t:c]",
+            "bücher.example",
+            "-x",
+            "12",
+            "0 LAST",
+            "5 last",
+            "99999999999999999999",
+            "PLAIN",
+            "PLAIN =",
+            "plain dGVzdA==",
+            "LOGIN a=b",
+            "some text",
+            "",
+        ]);
+        (head, arg).prop_map(|(h, a)| format!("{h}{a}").into_bytes())
+    }
+
+    fn near_valid_line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![1 => token_soup(), 3 => near_valid_path_line(), 1 => near_valid_other_line()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Command::parse(&line);
+        }
+
+        #[test]
+        fn arbitrary_text_after_a_verb_never_panics(
+            head in proptest::sample::select(&["MAIL FROM:<", "RCPT TO:<", "EHLO ", "AUTH ", "BDAT "][..]),
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut line = head.as_bytes().to_vec();
+            line.extend_from_slice(&tail);
+            let _ = Command::parse(&line);
+        }
+
+        #[test]
+        fn generated_commands_round_trip(spec in spec()) {
+            let cmd = command(&spec);
+            let line = cmd.to_string();
+            prop_assert_eq!(Command::parse(line.as_bytes()), Ok(cmd), "line {:?}", line);
+        }
+
+        #[test]
+        fn parsed_lines_reparse_from_their_canonical_form(line in near_valid_line()) {
+            if let Ok(cmd) = Command::parse(&line) {
+                let canonical = cmd.to_string();
+                prop_assert_eq!(Command::parse(canonical.as_bytes()), Ok(cmd.clone()));
+                // The canonical form is a fixed point.
+                let again = Command::parse(canonical.as_bytes()).map(|c| c.to_string());
+                prop_assert_eq!(again.as_deref(), Ok(canonical.as_str()));
+            }
+        }
+    }
+
+    /// The near-valid generator does exercise the round-trip property.
+    #[test]
+    fn near_valid_lines_often_parse() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let strategy = near_valid_line();
+        let parsed = (0..2000)
+            .filter(|_| {
+                let line = strategy.new_tree(&mut runner).map(|t| t.current()).unwrap_or_default();
+                Command::parse(&line).is_ok()
+            })
+            .count();
+        assert!(parsed > 400, "only {parsed} of 2000 generated lines parse");
     }
 }
