@@ -346,8 +346,11 @@ fn scan_line(line: &[u8]) -> (bool, bool) {
     }
     let w = if let Some(last) = line.last_chunk::<8>() {
         u64::from_le_bytes(*last)
+    } else if let (Some(first), Some(last)) = (line.first_chunk::<4>(), line.last_chunk::<4>()) {
+        // Four to seven bytes (a bare verb): two overlapping halves cover them all.
+        u64::from(u32::from_le_bytes(*first)) | u64::from(u32::from_le_bytes(*last)) << 32
     } else {
-        // Shorter than a word: pad with a harmless letter.
+        // Shorter than a verb: pad with a harmless letter.
         let mut w = SWAR_ONES * u64::from(b'a');
         for (n, &c) in line.iter().enumerate() {
             let shift = 8 * n;
