@@ -1065,10 +1065,13 @@ fn upper_hex_value(c: u8) -> Option<u8> {
 // ---------------------------------------------------------------------------------------
 
 impl fmt::Display for Command<'_> {
-    /// Writes the canonical form (without `CRLF`), which [`Command::parse`] reads back
-    /// to an equal command: upper-case verbs and keywords, no space after `FROM:`/`TO:`,
-    /// no source route, and parameters in a fixed order (`SIZE BODY SMTPUTF8 REQUIRETLS
-    /// RET ENVID AUTH` for `MAIL`, `NOTIFY ORCPT` for `RCPT`).
+    /// Writes the canonical form (without `CRLF`): upper-case verbs and keywords, no space
+    /// after `FROM:`/`TO:`, no source route, and parameters in a fixed order (`SIZE BODY
+    /// SMTPUTF8 REQUIRETLS RET ENVID AUTH` for `MAIL`, `NOTIFY ORCPT` for `RCPT`).
+    ///
+    /// For every command [`Command::parse`] returns, parsing this form again gives an
+    /// equal command. A command built by hand with fields the parser would refuse (say
+    /// `Command::Helo("a b")`) is written as is, and need not parse back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Helo(domain) => write!(f, "HELO {domain}"),
