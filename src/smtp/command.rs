@@ -549,22 +549,44 @@ fn parse_long_verb(verb: u32, line: &[u8]) -> Result<Command<'_>, ParseError> {
 // ---------------------------------------------------------------------------------------
 
 fn parse_helo(arg: &str) -> Result<Command<'_>, ParseError> {
-    match scan_domain(arg.as_bytes(), 0) {
-        Some(end) if end == arg.len() && end <= MAX_DOMAIN_LEN => Ok(Command::Helo(arg)),
-        _ => Err(ParseError::Syntax),
-    }
+    helo_argument(arg).map(Command::Helo)
 }
 
 fn parse_ehlo(arg: &str) -> Result<Command<'_>, ParseError> {
+    helo_argument(arg).map(Command::Ehlo)
+}
+
+/// HELO/EHLO take one word of at most 255 octets. Its syntax is not enforced here:
+/// real clients send underscores, bare IP addresses and unqualified names, and RFC 5321
+/// §4.1.4 leaves the verdict to the server's policy; see [`is_valid_helo`].
+fn helo_argument(arg: &str) -> Result<&str, ParseError> {
+    if arg.is_empty() || arg.len() > MAX_DOMAIN_LEN || arg.contains(' ') {
+        return Err(ParseError::Syntax);
+    }
+    Ok(arg)
+}
+
+/// `true` if a HELO/EHLO argument is a syntactically valid domain or address literal
+/// (RFC 5321 §4.1.1.1), for applications whose policy refuses anything else.
+///
+/// ```
+/// use postern::smtp::command::is_valid_helo;
+///
+/// assert!(is_valid_helo("mail.example.org"));
+/// assert!(is_valid_helo("[192.0.2.1]"));
+/// assert!(!is_valid_helo("my_pc"));
+/// assert!(!is_valid_helo("192.0.2.1"));
+/// ```
+#[must_use]
+pub fn is_valid_helo(arg: &str) -> bool {
     let end = if arg.as_bytes().first() == Some(&b'[') {
         parse_address_literal(arg, 0).map(|(_, end)| end)
     } else {
         scan_domain(arg.as_bytes(), 0)
     };
-    match end {
-        Some(end) if end == arg.len() && end <= MAX_DOMAIN_LEN => Ok(Command::Ehlo(arg)),
-        _ => Err(ParseError::Syntax),
-    }
+    // A bare IPv4 address scans as a domain of digit labels; RFC 5321 wants it bracketed.
+    let bare_ip = arg.parse::<std::net::Ipv4Addr>().is_ok();
+    matches!(end, Some(end) if end == arg.len() && end <= MAX_DOMAIN_LEN) && !bare_ip
 }
 
 fn parse_bdat(args: &str) -> Result<Command<'_>, ParseError> {
@@ -1335,13 +1357,8 @@ mod tests {
             (b"HELO 123.example", Ok(Command::Helo("123.example"))),
             ("HELO bücher.example".as_bytes(), Ok(Command::Helo("bücher.example"))),
             (b"HELO", Err(Syntax)),
-            (b"HELO [192.0.2.1]", Err(Syntax)),
-            (b"HELO -a.example", Err(Syntax)),
-            (b"HELO a-.example", Err(Syntax)),
-            (b"HELO a..example", Err(Syntax)),
-            (b"HELO .example", Err(Syntax)),
-            (b"HELO example.", Err(Syntax)),
-            (b"HELO my_pc", Err(Syntax)),
+            (b"HELO [192.0.2.1]", Ok(Command::Helo("[192.0.2.1]"))),
+            (b"HELO my_pc", Ok(Command::Helo("my_pc"))),
             (b"HELO a b", Err(Syntax)),
             (b"HELO  example.org", Err(Syntax)),
             (b"EHLO client.example.org", Ok(Command::Ehlo("client.example.org"))),
@@ -1349,17 +1366,33 @@ mod tests {
             (b"EHLO x ", Ok(Command::Ehlo("x"))),
             (b"EHLO [192.0.2.1]", Ok(Command::Ehlo("[192.0.2.1]"))),
             (b"EHLO [IPv6:2001:db8::1]", Ok(Command::Ehlo("[IPv6:2001:db8::1]"))),
-            (b"EHLO [ipv6:::1]", Ok(Command::Ehlo("[ipv6:::1]"))),
-            (b"EHLO [x-tag:content]", Ok(Command::Ehlo("[x-tag:content]"))),
-            (b"EHLO [IPv6:not-an-address]", Err(Syntax)),
-            (b"EHLO [300.1.1.1]", Err(Syntax)),
-            (b"EHLO [192.0.2.1", Err(Syntax)),
-            (b"EHLO [192.0.2.1]x", Err(Syntax)),
+            (b"EHLO under_score.example", Ok(Command::Ehlo("under_score.example"))),
             (b"EHLO", Err(Syntax)),
             (b"EHLO a b", Err(Syntax)),
-            (b"EHLO a,b", Err(Syntax)),
-            (b"EHLO under_score.example", Err(Syntax)),
         ]);
+        for (arg, valid) in [
+            ("example.org", true),
+            ("localhost", true),
+            ("b\u{fc}cher.example", true),
+            ("[192.0.2.1]", true),
+            ("[IPv6:2001:db8::1]", true),
+            ("[ipv6:::1]", true),
+            ("[x-tag:content]", true),
+            ("-a.example", false),
+            ("a-.example", false),
+            ("a..example", false),
+            (".example", false),
+            ("example.", false),
+            ("my_pc", false),
+            ("a,b", false),
+            ("192.0.2.1", false),
+            ("[IPv6:not-an-address]", false),
+            ("[300.1.1.1]", false),
+            ("[192.0.2.1", false),
+            ("[192.0.2.1]x", false),
+        ] {
+            assert_eq!(is_valid_helo(arg), valid, "{arg}");
+        }
     }
 
     #[test]
@@ -1376,6 +1409,7 @@ mod tests {
         assert_eq!(parse(line.as_bytes()), Err(ParseError::Syntax));
         let line = format!("HELO {domain}b");
         assert_eq!(parse(line.as_bytes()), Err(ParseError::Syntax));
+        assert!(is_valid_helo(&domain));
     }
 
     #[test]
