@@ -462,6 +462,39 @@ fn smtp_smuggling_is_not_possible() {
     assert!(gw.tmp_files().is_empty(), "files left in tmp/: {:?}", gw.tmp_files());
 }
 
+/// A local I/O failure is a temporary error (`451 4.3.0`): the client keeps the message
+/// and retries. Provoked by putting files where the Maildir's directories should be.
+#[test]
+fn delivery_failure_is_temporary() {
+    let gw = Gateway::start("io-error", &[]);
+    let mut c = gw.connect();
+    c.cmd("EHLO client.sender.test");
+
+    // The mailbox directory cannot be created: refused at DATA.
+    fs::write(gw.maildir.join("carol"), b"not a directory").unwrap();
+    assert!(c.cmd("MAIL FROM:<bob@sender.test>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<carol@example.test>").starts_with("250 "));
+    let reply = c.cmd("DATA");
+    assert!(reply.starts_with("451 4.3.0"), "{reply:?}");
+    assert!(c.cmd("RSET").starts_with("250 "));
+
+    // The message cannot be moved into new/: refused at the end, nothing left behind.
+    assert!(c.cmd("MAIL FROM:<bob@sender.test>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<dave@example.test>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    let new = gw.maildir.join("dave").join("new");
+    fs::remove_dir(&new).unwrap();
+    fs::write(&new, b"not a directory").unwrap();
+    c.send(b"Subject: lost\r\n\r\nnot delivered\r\n.\r\n");
+    let reply = c.reply();
+    assert!(reply.starts_with("451 4.3.0"), "{reply:?}");
+    // All or nothing: alice's copy was not kept either, so a retry does not duplicate it.
+    assert!(gw.delivered().is_empty(), "{:?}", gw.delivered());
+    assert!(gw.tmp_files().is_empty(), "files left in tmp/: {:?}", gw.tmp_files());
+    assert!(c.cmd("QUIT").starts_with("221 "));
+}
+
 /// Ctrl-C (SIGINT): an idle session is closed at once with `421 4.3.2`, a message in
 /// progress may finish within the grace period, and the process exits with status 0.
 #[cfg(unix)]

@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Time limit for one client program.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read/write timeout on raw test sockets.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time limit for building the example (a first build compiles the crate).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -29,7 +29,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// build --example mail-gateway` into the test's own target directory and profile
 /// (a no-op when it is fresh). Without cargo (the test binary run by hand) it uses the
 /// binary next to the test, and fails clearly if there is none.
-pub fn gateway_binary() -> &'static Path {
+pub(crate) fn gateway_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let exe = std::env::current_exe().expect("current_exe");
@@ -73,7 +73,7 @@ pub fn gateway_binary() -> &'static Path {
 
 /// `true` if `tool` can run. A missing tool fails the test in CI (`CI=true`) and skips it
 /// elsewhere, with a notice.
-pub fn require_tool(tool: &str) -> bool {
+pub(crate) fn require_tool(tool: &str) -> bool {
     let found = Command::new(tool)
         .arg("--version")
         .stdin(Stdio::null())
@@ -93,21 +93,21 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// What a finished child process produced.
 #[derive(Debug)]
-pub struct Output {
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl Output {
     /// stdout and stderr as text, for assertions and failure messages.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!("{}{}", String::from_utf8_lossy(&self.stdout), String::from_utf8_lossy(&self.stderr))
     }
 }
 
 /// Runs `cmd` with `stdin` as its input, killing it after `timeout` (and failing).
-pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+pub(crate) fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -156,17 +156,17 @@ fn reader(mut pipe: impl io::Read + Send + 'static) -> thread::JoinHandle<Vec<u8
 
 /// A message file found in a Maildir's `new/`.
 #[derive(Debug, Clone)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     /// The mailbox (recipient local part) directory name.
-    pub mailbox: String,
-    pub path: PathBuf,
-    pub content: Vec<u8>,
+    pub(crate) mailbox: String,
+    pub(crate) path: PathBuf,
+    pub(crate) content: Vec<u8>,
 }
 
 impl Delivered {
     /// Splits the file into the `Received:` header the gateway prepended (with its
     /// folded continuation lines) and the message as the client sent it.
-    pub fn split_received(&self) -> (String, &[u8]) {
+    pub(crate) fn split_received(&self) -> (String, &[u8]) {
         assert!(
             self.content.starts_with(b"Received: "),
             "{} does not start with a Received: header",
@@ -192,11 +192,11 @@ impl Delivered {
 /// The `mail-gateway` example running on a free loopback port with its own Maildir.
 /// Dropping it kills the process and removes the directory (kept if the test failed).
 #[derive(Debug)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    pub addr: SocketAddr,
-    pub dir: PathBuf,
-    pub maildir: PathBuf,
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: PathBuf,
+    pub(crate) maildir: PathBuf,
     log: PathBuf,
 }
 
@@ -205,17 +205,18 @@ static INSTANCE: AtomicU32 = AtomicU32::new(0);
 impl Gateway {
     /// Starts the gateway with `--smtp`, `--maildir` and `args`, and waits until it
     /// accepts connections.
-    pub fn start(name: &str, args: &[&str]) -> Gateway {
+    pub(crate) fn start(name: &str, args: &[&str]) -> Gateway {
         let binary = gateway_binary();
         let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("postern-gw-{}-{name}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create the test directory");
         let maildir = dir.join("Maildir");
         let log = dir.join("gateway.log");
         // The free port is released before the gateway binds it; another process may
         // take it in between, so try again a few times.
         for _ in 0..5 {
+            // (A failed attempt's Drop removed the directory.)
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create the test directory");
             let port =
                 TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -257,21 +258,21 @@ impl Gateway {
         panic!("the gateway did not accept connections within 15 s:\n{}", self.log());
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// What the gateway logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits up to `timeout` for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -285,7 +286,7 @@ impl Gateway {
     }
 
     /// Every message in every mailbox's `new/`, sorted by mailbox and file name.
-    pub fn delivered(&self) -> Vec<Delivered> {
+    pub(crate) fn delivered(&self) -> Vec<Delivered> {
         let mut found = Vec::new();
         for (mailbox, dir) in self.mailboxes() {
             for entry in fs::read_dir(dir.join("new")).into_iter().flatten().flatten() {
@@ -299,7 +300,7 @@ impl Gateway {
     }
 
     /// Files left in any `tmp/` (an unfinished delivery that was not cleaned up).
-    pub fn tmp_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn tmp_files(&self) -> Vec<PathBuf> {
         self.mailboxes()
             .into_iter()
             .flat_map(|(_, dir)| fs::read_dir(dir.join("tmp")).into_iter().flatten().flatten())
@@ -318,7 +319,7 @@ impl Gateway {
     }
 
     /// A raw SMTP connection, past the greeting.
-    pub fn connect(&self) -> RawClient {
+    pub(crate) fn connect(&self) -> RawClient {
         RawClient::connect(self.addr)
     }
 }
@@ -338,14 +339,14 @@ impl Drop for Gateway {
 
 /// A hand-driven SMTP client for what no real client will send.
 #[derive(Debug)]
-pub struct RawClient {
+pub(crate) struct RawClient {
     reader: BufReader<TcpStream>,
     stream: TcpStream,
-    pub greeting: String,
+    pub(crate) greeting: String,
 }
 
 impl RawClient {
-    pub fn connect(addr: SocketAddr) -> RawClient {
+    pub(crate) fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect_timeout(&addr, SOCKET_TIMEOUT).expect("connect to the gateway");
         stream.set_read_timeout(Some(SOCKET_TIMEOUT)).expect("read timeout");
         stream.set_write_timeout(Some(SOCKET_TIMEOUT)).expect("write timeout");
@@ -357,12 +358,12 @@ impl RawClient {
     }
 
     /// Sends bytes as they are.
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send to the gateway");
     }
 
     /// Reads one complete (possibly multi-line) reply; empty at end of stream.
-    pub fn reply(&mut self) -> String {
+    pub(crate) fn reply(&mut self) -> String {
         let mut reply = String::new();
         loop {
             let mut line = String::new();
@@ -380,13 +381,13 @@ impl RawClient {
     }
 
     /// Sends one command line (CRLF added) and reads its reply.
-    pub fn cmd(&mut self, line: &str) -> String {
+    pub(crate) fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
     }
 
     /// Reads until the server closes the connection; returns everything read.
-    pub fn read_to_end(&mut self) -> String {
+    pub(crate) fn read_to_end(&mut self) -> String {
         let mut rest = String::new();
         let _ = self.reader.read_to_string(&mut rest);
         rest
