@@ -87,7 +87,8 @@ pub(crate) fn require_tool(tool: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{tool} is required in CI");
     }
-    eprintln!("skipping: {tool} not installed");
+    // Written to stderr directly, past libtest's capture, so the skip is visible.
+    let _ = writeln!(io::stderr(), "skipping: {tool} not installed");
     false
 }
 
