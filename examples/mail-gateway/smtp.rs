@@ -63,6 +63,7 @@ pub(crate) fn serve(gateway: &Gateway, stream: TcpStream, peer: SocketAddr, id: 
         peer,
         session: Session::new(Arc::clone(&gateway.config), Instant::now()),
         stream,
+        in_transaction: false,
         mailboxes: Vec::new(),
         message: None,
         delivered: 0,
@@ -91,6 +92,8 @@ struct Connection<'a> {
     peer: SocketAddr,
     session: Session,
     stream: TcpStream,
+    /// MAIL was accepted and the transaction has not ended yet.
+    in_transaction: bool,
     /// Mailboxes of the recipients accepted in this transaction, without duplicates.
     mailboxes: Vec<String>,
     /// The message being received, between `DataStart` and `MessageEnd`.
@@ -114,7 +117,7 @@ impl Connection<'_> {
                 return Ok(());
             }
             let now = Instant::now();
-            if self.gateway.shutdown.must_close(self.in_transaction(), now) {
+            if self.gateway.shutdown.must_close(self.in_transaction, now) {
                 self.log.line(format_args!("closing: server shutting down"));
                 let text = format!("{} Service shutting down, closing transmission channel", self.host());
                 Reply::new(421, EnhancedStatus::new(4, 3, 2), text).write_to(&mut out);
@@ -158,11 +161,6 @@ impl Connection<'_> {
         &self.gateway.config.hostname
     }
 
-    /// A transaction is under way (MAIL accepted, message not yet finished).
-    fn in_transaction(&self) -> bool {
-        self.message.is_some() || !self.mailboxes.is_empty()
-    }
-
     fn handle(&mut self, event: Event) {
         let log = self.log;
         match event {
@@ -182,6 +180,7 @@ impl Connection<'_> {
                     mail.size,
                     mail.smtputf8
                 ));
+                self.in_transaction = true;
                 decided(log, "MAIL", self.session.accept());
             }
             Event::Rcpt(rcpt) => {
@@ -298,8 +297,10 @@ impl Connection<'_> {
         let delivery = self.gateway.maildir.begin(&self.mailboxes, &unique, header.as_bytes())?;
         Ok(Message { unique, delivery })
     }
+
     /// Forgets the envelope; an unfinished message's temporary files are removed.
     fn end_transaction(&mut self) {
+        self.in_transaction = false;
         self.mailboxes.clear();
         self.message = None;
     }
