@@ -80,6 +80,7 @@
 //! |---|---|---|
 //! | [`line`] | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
+//! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -100,5 +101,7 @@ mod tls_info;
 pub use error::Error;
 pub use tls_info::TlsInfo;
 
+#[cfg(feature = "pop3")]
+pub mod pop3;
 #[cfg(feature = "smtp")]
 pub mod smtp;

@@ -1481,6 +1481,7 @@ impl fmt::Debug for Session {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a real Instant is the base of the virtual clock
 mod tests {
     use super::*;
 
