@@ -120,11 +120,10 @@ impl Connection<'_> {
             if self.gateway.shutdown.must_close(self.in_transaction, now) {
                 self.log.line(format_args!("closing: server shutting down"));
                 let text = format!("{} Service shutting down, closing transmission channel", self.host());
-                Reply::new(421, EnhancedStatus::new(4, 3, 2), text).write_to(&mut out);
-                self.stream.write_all(&out)?;
-                // Dropping `message` removes its temporary files.
-                self.message = None;
-                return Ok(());
+                // The session sends the 421, aborts a message in flight and reports Closed;
+                // the loop then writes it out and returns.
+                self.session.shutdown(Reply::new(421, EnhancedStatus::new(4, 3, 2), text));
+                continue;
             }
             if !self.session.wants_read() {
                 // Decisions are answered synchronously above and STARTTLS is not offered,
@@ -283,6 +282,9 @@ impl Connection<'_> {
                 decided(log, "AUTH", self.session.auth_fail());
             }
             Event::AuthAborted => log.line(format_args!("AUTH aborted")),
+            Event::Refused { command, reply } => {
+                log.line(format_args!("refused {command}: {}", reply.to_string().trim_end()))
+            }
             Event::Violation(v) => log.line(format_args!("violation: {v:?}")),
             Event::Closed(reason) => log.line(format_args!("session closed: {reason:?}")),
             other => log.line(format_args!("unhandled event {other:?}")),
