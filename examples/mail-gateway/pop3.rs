@@ -227,14 +227,18 @@ impl Connection<'_> {
             Event::Retrieve { index, top_lines } => self.retrieve(index, top_lines)?,
             Event::Update { deleted } => {
                 let n = deleted.len();
-                let Some(maildrop) = self.maildrop.as_mut() else {
+                // Taken out so the lock is released (when it drops, below) before the
+                // reply: a client that logs in again right after QUIT finds it free.
+                let Some(mut maildrop) = self.maildrop.take() else {
                     log.line(format_args!("UPDATE without a maildrop (bug)"));
                     let reply = Reply::err(Some(ResponseCode::SysTemp), "maildrop not available");
                     decided(log, "UPDATE", self.session.reject(reply));
                     return Ok(());
                 };
                 // The UPDATE state: remove exactly the marked files, then +OK and close.
-                match maildrop.commit(&deleted) {
+                let committed = maildrop.commit(&deleted);
+                drop(maildrop);
+                match committed {
                     Ok(()) => {
                         self.deleted = n;
                         log.line(format_args!("UPDATE: {n} message(s) deleted"));
