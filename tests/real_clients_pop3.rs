@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,6 @@ struct Stored {
     /// `new` or `cur`.
     sub: &'static str,
     name: String,
-    path: PathBuf,
     content: Vec<u8>,
 }
 
@@ -148,8 +147,7 @@ fn stored(gw: &Gateway, user: &str) -> Vec<Stored> {
             if name.starts_with('.') || !entry.file_type().unwrap().is_file() {
                 continue;
             }
-            let path = entry.path();
-            found.push(Stored { sub, content: fs::read(&path).unwrap(), name, path });
+            found.push(Stored { sub, content: fs::read(entry.path()).unwrap(), name });
         }
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -267,7 +265,7 @@ impl Pop3 {
     fn closed_within(&mut self, timeout: Duration) -> bool {
         self.stream.set_read_timeout(Some(timeout)).unwrap();
         let mut rest = Vec::new();
-        let closed = matches!(self.reader.read_to_end(&mut rest), Ok(_));
+        let closed = self.reader.read_to_end(&mut rest).is_ok();
         self.stream.set_read_timeout(Some(SOCKET_TIMEOUT)).unwrap();
         closed
     }
@@ -536,6 +534,9 @@ fn poplib_dele_rset_quit_and_dropped_connection() {
     assert_eq!(stored(&gw, "alice")[0].content, files[1].content);
 }
 
+/// A conversation on a fresh connection, giving the last reply.
+type Dialogue<'a> = &'a dyn Fn(&mut Pop3) -> String;
+
 /// Every way of failing a login gets the same reply, whether the user exists or not;
 /// AUTH PLAIN with an authorization identity other than the user is refused the same
 /// way even with the right password; three failures close the session.
@@ -543,7 +544,7 @@ fn poplib_dele_rset_quit_and_dropped_connection() {
 fn unknown_user_and_wrong_password_look_the_same() {
     let gw = start("credentials", &[PLAINTEXT]);
     let addr = gw.pop3_addr;
-    let reply = |f: &dyn Fn(&mut Pop3) -> String| {
+    let reply = |f: Dialogue<'_>| {
         let mut c = Pop3::connect(addr);
         f(&mut c)
     };
@@ -587,6 +588,10 @@ fn unknown_user_and_wrong_password_look_the_same() {
         }),
         "+OK Logged in, 0 messages\r\n"
     );
+    // The APOP timestamp names the server and differs on every connection.
+    let (one, two) = (Pop3::connect(addr), Pop3::connect(addr));
+    assert!(one.timestamp().ends_with("@mx.example.test>"), "{}", one.greeting);
+    assert_ne!(one.timestamp(), two.timestamp());
     // Three failures on one connection: closed.
     let mut c = Pop3::connect(addr);
     assert_eq!(c.login("alice", "wrong-password"), INVALID);
