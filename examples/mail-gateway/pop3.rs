@@ -258,7 +258,11 @@ impl Connection<'_> {
                 log.line(format_args!("STLS requested but TLS is not configured"));
             }
             Event::Violation(v) => log.line(format_args!("violation: {v:?}")),
-            Event::Closed(reason) => log.line(format_args!("pop3 session closed: {reason:?}")),
+            Event::Closed(reason) => {
+                // Unlock at once (nothing is deleted here: only UPDATE deletes).
+                self.maildrop = None;
+                log.line(format_args!("pop3 session closed: {reason:?}"));
+            }
             other => log.line(format_args!("unhandled event {other:?}")),
         }
         Ok(())
