@@ -6,11 +6,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
+use crate::maildir;
+use crate::users::{Credentials, MAX_PASSWORD};
+
 /// The gateway's settings.
 #[derive(Clone, Debug)]
 pub(crate) struct Args {
     /// Where the SMTP listener binds (`--smtp`).
     pub(crate) smtp: SocketAddr,
+    /// Where the POP3 listener binds (`--pop3`).
+    pub(crate) pop3: SocketAddr,
+    /// The POP3 accounts (`--user NAME:PASSWORD`, repeatable). `Debug` shows no password.
+    pub(crate) users: Vec<Credentials>,
+    /// Allow POP3 logins without TLS (`--allow-plaintext-auth`).
+    pub(crate) allow_plaintext_auth: bool,
     /// The root of the per-recipient Maildirs (`--maildir`).
     pub(crate) maildir: PathBuf,
     /// Recipient domains accepted for local delivery (`--domain`, repeatable), lower-cased.
@@ -44,13 +55,22 @@ impl fmt::Display for UsageError {
 
 /// The text printed by `--help`.
 pub(crate) const USAGE: &str = "\
-postern mail gateway: receives mail over SMTP and delivers it into Maildirs.
+postern mail gateway: receives mail over SMTP, delivers it into Maildirs, and serves
+those Maildirs over POP3.
 
 USAGE:
     cargo run --release --example mail-gateway -- [OPTIONS]
 
 OPTIONS:
     --smtp ADDR                SMTP listen address [default: 127.0.0.1:2525]
+    --pop3 ADDR                POP3 listen address [default: 127.0.0.1:1110]
+    --user NAME:PASSWORD       a POP3 account; repeat for several. NAME's Maildir is
+                               DIR/<name>/, where SMTP delivers NAME@<domain>
+                               (the password is visible to local users in `ps`:
+                               demo accounts only)
+    --allow-plaintext-auth     allow POP3 logins (USER/PASS, APOP, AUTH PLAIN) without
+                               TLS. A loopback demo switch: this version has no TLS, so
+                               without it every login is refused with \"use STLS\"
     --maildir DIR              root of the Maildirs, one per recipient local part
                                (DIR/<localpart>/{tmp,new,cur}) [default: ./postern-data/Maildir]
     --domain NAME              accept mail for this domain; repeat for several
@@ -62,11 +82,15 @@ OPTIONS:
     -h, --help                 print this help
 
 Recipients in an accepted domain are delivered (every local part exists in this
-version); postmaster is always accepted; anything else is refused as relaying.";
+version); postmaster is always accepted; anything else is refused as relaying.
+POP3 users read their Maildir; messages are deleted only at QUIT.";
 
 /// Parses the process arguments (without the program name).
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, UsageError> {
     let mut smtp: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2525));
+    let mut pop3: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1110));
+    let mut users: Vec<Credentials> = Vec::new();
+    let mut allow_plaintext_auth = false;
     let mut maildir = PathBuf::from("./postern-data/Maildir");
     let mut domains: Vec<String> = Vec::new();
     let mut hostname: Option<String> = None;
@@ -84,6 +108,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         if name == "-h" || name == "--help" {
             return Ok(Parsed::Help);
         }
+        if name == "--allow-plaintext-auth" {
+            if inline.is_some() {
+                return Err(UsageError("--allow-plaintext-auth takes no value".into()));
+            }
+            allow_plaintext_auth = true;
+            continue;
+        }
         let mut value = || -> Result<String, UsageError> {
             match inline.clone() {
                 Some(v) => Ok(v),
@@ -97,6 +128,17 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
             "--smtp" => {
                 let v = value()?;
                 smtp = v.parse().map_err(|e| UsageError(format!("--smtp {v}: {e} (want IP:PORT)")))?;
+            }
+            "--pop3" => {
+                let v = value()?;
+                pop3 = v.parse().map_err(|e| UsageError(format!("--pop3 {v}: {e} (want IP:PORT)")))?;
+            }
+            "--user" => {
+                let account = user(Zeroizing::new(value()?))?;
+                if users.iter().any(|u| u.name == account.name) {
+                    return Err(UsageError(format!("--user {}: given twice", account.name)));
+                }
+                users.push(account);
             }
             "--maildir" => maildir = PathBuf::from(value()?),
             "--domain" => {
@@ -136,5 +178,34 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     }
     let hostname =
         hostname.unwrap_or_else(|| format!("mx.{}", domains.first().map_or("example.test", |d| d)));
-    Ok(Parsed::Run(Args { smtp, maildir, domains, hostname, max_message_size, grace }))
+    Ok(Parsed::Run(Args {
+        smtp,
+        pop3,
+        users,
+        allow_plaintext_auth,
+        maildir,
+        domains,
+        hostname,
+        max_message_size,
+        grace,
+    }))
+}
+
+/// `NAME:PASSWORD` (the password may hold colons). NAME must be a valid mailbox name
+/// (lower-cased, as SMTP delivery lower-cases local parts); errors never echo the password.
+fn user(spec: Zeroizing<String>) -> Result<Credentials, UsageError> {
+    let Some((name, password)) = spec.split_once(':') else {
+        return Err(UsageError("--user wants NAME:PASSWORD".into()));
+    };
+    let mailbox = maildir::mailbox_name(name).map_err(|why| UsageError(format!("--user {name:?}: {why}")))?;
+    if mailbox.contains(|c: char| c.is_whitespace() || c == '@' || c == ':') || !mailbox.is_ascii() {
+        return Err(UsageError(format!("--user {name:?}: want a plain ASCII name without spaces or @")));
+    }
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return Err(UsageError(format!("--user {name}: the password must be 1 to {MAX_PASSWORD} octets")));
+    }
+    if password.contains(|c: char| c.is_control()) {
+        return Err(UsageError(format!("--user {name}: the password holds a control character")));
+    }
+    Ok(Credentials { name: mailbox, password: Zeroizing::new(password.to_owned()) })
 }

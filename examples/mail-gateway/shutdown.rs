@@ -24,6 +24,11 @@ impl Shutdown {
         !self.requested.swap(true, Ordering::SeqCst)
     }
 
+    /// The grace period.
+    pub(crate) fn grace(&self) -> Duration {
+        self.grace
+    }
+
     /// `true` once shutdown was asked for: accept no more connections.
     pub(crate) fn is_requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)

@@ -40,8 +40,8 @@ pub(crate) struct Gateway {
     pub(crate) policy: Policy,
     /// Where messages go.
     pub(crate) maildir: Maildir,
-    /// Set by Ctrl-C.
-    pub(crate) shutdown: Shutdown,
+    /// Set by Ctrl-C; shared with the POP3 side.
+    pub(crate) shutdown: Arc<Shutdown>,
 }
 
 /// Serves one accepted connection until the session ends; logs as `conn=<id>`.
@@ -323,7 +323,7 @@ fn local_error() -> Reply {
 /// Closes politely: our side first, then read (and drop) what the client still sends
 /// for a moment. Closing a socket with unread input makes the kernel send a reset,
 /// which can destroy the last reply before the client has read it.
-fn linger_close(stream: &TcpStream) {
+pub(crate) fn linger_close(stream: &TcpStream) {
     let _ = stream.shutdown(Direction::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut sink = [0_u8; 4096];

@@ -195,7 +195,10 @@ impl Delivered {
 #[derive(Debug)]
 pub(crate) struct Gateway {
     child: Child,
+    /// The SMTP listener.
     pub(crate) addr: SocketAddr,
+    /// The POP3 listener.
+    pub(crate) pop3_addr: SocketAddr,
     pub(crate) dir: PathBuf,
     pub(crate) maildir: PathBuf,
     log: PathBuf,
@@ -204,8 +207,8 @@ pub(crate) struct Gateway {
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 impl Gateway {
-    /// Starts the gateway with `--smtp`, `--maildir` and `args`, and waits until it
-    /// accepts connections.
+    /// Starts the gateway with `--smtp`, `--pop3` (free loopback ports), `--maildir` and
+    /// `args`, and waits until both listeners accept connections.
     pub(crate) fn start(name: &str, args: &[&str]) -> Gateway {
         let binary = gateway_binary();
         let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
@@ -218,12 +221,17 @@ impl Gateway {
             // (A failed attempt's Drop removed the directory.)
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).expect("create the test directory");
-            let port =
-                TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            // Both ports are held at once, so they differ.
+            let free = || TcpListener::bind("127.0.0.1:0").expect("free port");
+            let (smtp, pop3) = (free(), free());
+            let addr = smtp.local_addr().expect("free port");
+            let pop3_addr = pop3.local_addr().expect("free port");
+            drop((smtp, pop3));
             let child = Command::new(binary)
                 .arg("--smtp")
                 .arg(addr.to_string())
+                .arg("--pop3")
+                .arg(pop3_addr.to_string())
                 .arg("--maildir")
                 .arg(&maildir)
                 .args(args)
@@ -232,8 +240,14 @@ impl Gateway {
                 .stderr(fs::File::create(&log).expect("create the log file"))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut gw =
-                Gateway { child, addr, dir: dir.clone(), maildir: maildir.clone(), log: log.clone() };
+            let mut gw = Gateway {
+                child,
+                addr,
+                pop3_addr,
+                dir: dir.clone(),
+                maildir: maildir.clone(),
+                log: log.clone(),
+            };
             if gw.wait_ready() {
                 return gw;
             }
@@ -244,14 +258,15 @@ impl Gateway {
         panic!("could not find a free port for the gateway");
     }
 
-    /// Waits until the port accepts a connection; `false` if the process exited.
+    /// Waits until both ports accept a connection; `false` if the process exited.
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+            if up(&self.addr) && up(&self.pop3_addr) {
                 return true;
             }
             thread::sleep(Duration::from_millis(50));
@@ -259,8 +274,15 @@ impl Gateway {
         panic!("the gateway did not accept connections within 15 s:\n{}", self.log());
     }
 
+    /// The SMTP port.
     pub(crate) fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The POP3 port.
+    #[allow(dead_code)] // used by real_clients_pop3 only
+    pub(crate) fn pop3_port(&self) -> u16 {
+        self.pop3_addr.port()
     }
 
     pub(crate) fn pid(&self) -> u32 {
