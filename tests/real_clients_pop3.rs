@@ -476,7 +476,7 @@ fn poplib_apop() {
     let out = python(&gw, POPLIB_APOP, &[]);
     assert!(out.status.success(), "poplib failed:\n{}", out.text());
     let f = fields(&out);
-    assert_eq!(f["apop-ok"], format!("+OK Logged in, 1 messages\t1\t{size}"));
+    assert_eq!(f["apop-ok"], format!("+OK Logged in, 1 message\t1\t{size}"));
     assert_eq!(f["apop-wrong"], INVALID.trim_end());
     assert_eq!(f["apop-unknown"], INVALID.trim_end());
     assert_eq!(f["carol"], "+OK Logged in, 0 messages\t0\t0");
@@ -540,7 +540,7 @@ fn poplib_dele_rset_quit_and_dropped_connection() {
     // DELE 1, QUIT: exactly the first message removed.
     let out = python(&gw, POPLIB_DELE, &["1", "quit"]);
     assert!(out.status.success(), "poplib failed:\n{}", out.text());
-    assert_eq!(fields(&out)["quit"], "+OK Bye, 1 messages deleted");
+    assert_eq!(fields(&out)["quit"], "+OK Bye, 1 message deleted");
     assert_eq!(names(&gw), all[1..].to_vec());
     assert_eq!(stored(&gw, "alice")[0].content, files[1].content);
 }
@@ -622,7 +622,7 @@ fn second_login_is_in_use() {
     deliver_raw(&gw, "alice@example.test", &message("locked", 3));
     let addr = gw.pop3_addr;
     let mut first = Pop3::connect(addr);
-    assert_eq!(first.login("alice", "secret"), "+OK Logged in, 1 messages\r\n");
+    assert_eq!(first.login("alice", "secret"), "+OK Logged in, 1 message\r\n");
     let mut second = Pop3::connect(addr);
     assert_eq!(second.login("alice", "secret"), "-ERR [IN-USE] maildrop is locked\r\n");
     let apop = Pop3::connect(addr).cmd(&format!("APOP ALICE {}", "0".repeat(32)));
@@ -631,12 +631,12 @@ fn second_login_is_in_use() {
     assert_eq!(first.cmd("QUIT"), "+OK Bye, 0 messages deleted\r\n");
     // Released before the QUIT reply: an immediate new login succeeds.
     let mut third = Pop3::connect(addr);
-    assert_eq!(third.login("alice", "secret"), "+OK Logged in, 1 messages\r\n");
+    assert_eq!(third.login("alice", "secret"), "+OK Logged in, 1 message\r\n");
     // A dropped connection releases it too (once the server has seen the close).
     drop(third);
     let ended = wait_for_last_login_to_end(&gw);
     assert!(ended.contains("pop3 session closed: ConnectionLost"), "{ended}");
-    assert_eq!(Pop3::connect(addr).login("Alice", "secret"), "+OK Logged in, 1 messages\r\n");
+    assert_eq!(Pop3::connect(addr).login("Alice", "secret"), "+OK Logged in, 1 message\r\n");
     assert!(gw.log().contains("maildrop is locked"), "{}", gw.log());
 }
 
@@ -801,7 +801,7 @@ fn ctrl_c_drops_pop3_sessions_and_deletes_nothing() {
     let before = stored(&gw, "alice");
     let mut idle = Pop3::connect(gw.pop3_addr);
     let mut busy = Pop3::connect(gw.pop3_addr);
-    assert_eq!(busy.login("alice", "secret"), "+OK Logged in, 1 messages\r\n");
+    assert_eq!(busy.login("alice", "secret"), "+OK Logged in, 1 message\r\n");
     assert_eq!(busy.cmd("DELE 1"), "+OK message 1 deleted\r\n");
 
     let kill = run(

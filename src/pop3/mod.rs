@@ -21,7 +21,7 @@ mod session;
 mod types;
 
 pub use apop::apop_verify;
-pub use maildrop::{Maildrop, serve_maildrop};
+pub use maildrop::{Maildrop, ServeError, Served, serve_maildrop};
 pub use session::{Error, Session};
 pub use types::{
     AuthStart, CloseReason, Config, Event, Expire, Limits, MessageInfo, MessageInfoError, Reply,

@@ -69,7 +69,7 @@ pub enum Error {
 /// s.message_end().unwrap();
 /// wire.clear();
 /// s.poll_transmit(&mut wire);
-/// assert_eq!(wire, b"+OK\r\n+OK Logged in, 1 messages\r\n+OK 5 octets\r\n..hi\r\n.\r\n");
+/// assert_eq!(wire, b"+OK\r\n+OK Logged in, 1 message\r\n+OK 5 octets\r\n..hi\r\n.\r\n");
 /// ```
 pub struct Session {
     config: Arc<Config>,
@@ -90,6 +90,8 @@ pub struct Session {
     deleted: Vec<bool>,
     bad_commands: u32,
     auth_failures: u32,
+    /// The greeting carried the APOP timestamp.
+    apop_offered: bool,
     close_reason: Option<CloseReason>,
 }
 
@@ -156,9 +158,13 @@ impl Session {
             deleted: Vec::new(),
             bad_commands: 0,
             auth_failures: 0,
+            apop_offered: false,
             close_reason: None,
         };
-        let greeting = if s.config.apop {
+        // The timestamp is only offered when APOP can be used on this connection (a
+        // client would otherwise try APOP and fail).
+        s.apop_offered = s.config.apop && s.config.allow_plaintext_auth;
+        let greeting = if s.apop_offered {
             format!("POP3 server ready {}", s.timestamp)
         } else {
             "POP3 server ready".to_owned()
@@ -171,8 +177,13 @@ impl Session {
     /// Starts a session on a connection already inside TLS (POP3S, port 995).
     #[must_use]
     pub fn new_implicit_tls(config: Arc<Config>, random: [u8; 16], tls: TlsInfo, now: Instant) -> Self {
-        let mut s = Self::new(config, random, now);
+        let mut s = Self::new(Arc::clone(&config), random, now);
         s.tls = Some(tls);
+        if config.apop && !s.apop_offered {
+            s.apop_offered = true;
+            s.out.clear();
+            Reply::ok(format!("POP3 server ready {}", s.timestamp)).write_to(&mut s.out);
+        }
         s
     }
 
@@ -310,7 +321,10 @@ impl Session {
         self.end_auth();
         self.identity = Some(identity.into());
         self.deleted = vec![false; messages.len()];
-        let text = format!("Logged in, {} messages", messages.len());
+        let text = match messages.len() {
+            1 => "Logged in, 1 message".to_owned(),
+            n => format!("Logged in, {n} messages"),
+        };
         self.messages = messages;
         self.user = None;
         self.phase = Phase::Transaction;
@@ -378,9 +392,22 @@ impl Session {
         self.check(|p| matches!(p, Pending::Update))?;
         self.pending = None;
         let n = self.deleted.iter().filter(|d| **d).count();
-        Reply::ok(format!("Bye, {n} messages deleted")).write_to(&mut self.out);
+        let text = match n {
+            1 => "Bye, 1 message deleted".to_owned(),
+            n => format!("Bye, {n} messages deleted"),
+        };
+        Reply::ok(text).write_to(&mut self.out);
         self.close(None, CloseReason::Quit);
         Ok(())
+    }
+
+    /// Ends the session from the application's side (server shutdown): sends `reply`
+    /// (normally `-ERR [SYS/TEMP] server shutting down`) and closes with
+    /// [`CloseReason::Aborted`]. Nothing is deleted: the UPDATE state is never entered. A
+    /// message being streamed is cut off, so the reply is only sent if none is.
+    pub fn shutdown(&mut self, reply: Reply) {
+        let streaming = matches!(&self.pending, Some(Pending::Retrieve(s)) if s.started);
+        self.close(if streaming { None } else { Some(reply) }, CloseReason::Aborted);
     }
 
     /// Rejects a pending login, AUTH step, retrieval (before any data was pushed) or
@@ -592,8 +619,11 @@ impl Session {
                 self.pending = Some(Pending::Login);
             }
             Command::Apop { name, digest } if authorization => {
-                if !self.config.apop {
-                    return self.bad(Reply::err(None, "APOP not supported"));
+                if !self.plaintext_allowed() {
+                    return self.refuse_plaintext();
+                }
+                if !self.apop_offered {
+                    return self.bad(Reply::err(None, "APOP not available on this connection"));
                 }
                 if !self.plaintext_allowed() {
                     return self.refuse_plaintext();
