@@ -110,7 +110,7 @@ pub enum ServeError {
 ///     }
 /// }
 /// assert_eq!(store.1, vec![0]);
-/// assert!(socket.ends_with(b"Subject: x\r\n\r\nbody\r\n.\r\n+OK message 1 deleted\r\n"));
+/// assert!(socket.ends_with(b"body\r\n.\r\n+OK message 1 deleted\r\n+OK Bye, 1 message deleted\r\n"));
 /// ```
 pub fn serve_maildrop<M, W>(
     session: &mut Session,
