@@ -719,8 +719,9 @@ impl Outcome {
     }
 
     /// The comparable form: the byte counts of early-talker reports depend on how much
-    /// arrived in the first `receive`, so only their presence is compared; message content
-    /// delivered before a `MessageAborted` is dropped.
+    /// arrived in the first `receive`, so only their presence is compared (the same for
+    /// the bare line-ending counts of a refused message); message content delivered before
+    /// a `MessageAborted` is dropped.
     fn normalized(&self) -> Self {
         let mut o = self.clone();
         let mut events: Vec<Ev> = Vec::new();
@@ -729,12 +730,24 @@ impl Outcome {
                 Ev::Violation(Violation::EarlyTalker { .. }) => {
                     Ev::Violation(Violation::EarlyTalker { bytes: 0 })
                 }
+                // Under `Reject` the counts are those found when the message was doomed,
+                // which depends on how much arrived in that `receive` (reported; pinned by
+                // `smtp_smuggling::reject_counts_do_not_depend_on_split`).
+                Ev::Violation(Violation::BareLineEndingInData { normalized: false, .. }) => {
+                    Ev::Violation(Violation::BareLineEndingInData { bare_lf: 0, bare_cr: 0, normalized: false })
+                }
                 other => other,
             };
             // Content delivered before an abort is thrown away by the application, and how
             // much of it got out before the abort depends on the split.
-            if matches!(ev, Ev::Aborted(_)) && matches!(events.last(), Some(Ev::Data(_))) {
-                events.pop();
+            if matches!(ev, Ev::Aborted(_)) {
+                let mut i = events.len();
+                while i > 0 && matches!(events[i - 1], Ev::Data(_) | Ev::Violation(_)) {
+                    i -= 1;
+                    if matches!(events[i], Ev::Data(_)) {
+                        events.remove(i);
+                    }
+                }
             }
             // Per-`receive` reports of the same kind are merged.
             match (&ev, events.last_mut()) {
