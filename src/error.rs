@@ -8,4 +8,8 @@ pub enum Error {
     #[cfg(feature = "smtp")]
     #[error(transparent)]
     Smtp(#[from] crate::smtp::Error),
+    /// Misuse of the POP3 session API.
+    #[cfg(feature = "pop3")]
+    #[error(transparent)]
+    Pop3(#[from] crate::pop3::Error),
 }

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use bytes::Bytes;
-use zeroize::Zeroizing;
 
 use super::command::{self, Body, Notify, Ret};
+pub use crate::sasl_wire::{AuthStart, SaslData};
 
 /// Something the application must look at, returned by
 /// [`Session::poll_event`](super::Session::poll_event).
@@ -171,38 +171,6 @@ pub struct MessageEnd {
     pub recipients: usize,
     /// `true` if bare line endings were normalised ([`crate::line::BareLineEnding::Normalize`]).
     pub normalized: bool,
-}
-
-/// Authentication requested with `AUTH`.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct AuthStart {
-    /// The mechanism, upper-cased; always one of the configured mechanisms.
-    pub mechanism: String,
-    /// The initial response, decoded from base64 (`=` gives an empty response).
-    pub initial_response: Option<SaslData>,
-}
-
-/// Decoded SASL data from the client (it may hold a password): zeroized on drop and
-/// never printed by `Debug`.
-pub struct SaslData(Zeroizing<Vec<u8>>);
-
-impl SaslData {
-    pub(crate) fn new(bytes: Vec<u8>) -> Self {
-        Self(Zeroizing::new(bytes))
-    }
-
-    /// The bytes.
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SaslData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SaslData({} bytes, redacted)", self.0.len())
-    }
 }
 
 /// Why a message was abandoned.

@@ -5,19 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
 use bytes::Bytes;
 
 use super::command::{Command, ForwardPath, ParseError, ReversePath, decode_xtext};
 use super::config::{Config, EarlyTalkerPolicy, VerifyPolicy};
 use super::data::{BdatReceiver, DataReceiver, DataViolations};
 use super::event::{
-    AbortReason, Address, AuthStart, CloseReason, Event, Helo, MailFrom, MessageEnd, RcptTo, SaslData,
-    Violation,
+    AbortReason, Address, AuthStart, CloseReason, Event, Helo, MailFrom, MessageEnd, RcptTo, Violation,
 };
 use super::reply::{EnhancedStatus as S, Reply};
 use crate::TlsInfo;
 use crate::line::{BareLineEnding, Framed, LineError, LineFramer};
+use crate::sasl_wire::{self, SaslLine};
 
 /// Misuse of the session API by the application. Peer errors never show up here: they
 /// become SMTP replies.
@@ -47,6 +46,9 @@ pub enum Error {
 /// # Driving it
 /// The application owns the socket, the clock and the TLS library. In a loop:
 ///
+/// 0. Write out the greeting ([`poll_transmit`](Self::poll_transmit)) before the first
+///    read: bytes received before the application has taken the greeting are early talk
+///    ([`Violation::EarlyTalker`], refused by default).
 /// 1. [`receive`](Self::receive) the bytes read from the socket, with the current time;
 ///    call [`handle_eof`](Self::handle_eof) when the peer closes.
 /// 2. Drain [`poll_event`](Self::poll_event). Answer each *decision* event with
@@ -493,8 +495,7 @@ impl Session {
     pub fn auth_challenge(&mut self, challenge: &[u8]) -> Result<(), Error> {
         self.check_pending(|p| matches!(p, Pending::Auth))?;
         self.pending = None;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(challenge);
-        Reply::plain(334, b64).write_to(&mut self.out);
+        Reply::plain(334, sasl_wire::encode(challenge)).write_to(&mut self.out);
         self.framer.set_max_line(self.config.limits.auth_line);
         self.phase = Phase::AuthResponse;
         self.command_deadline();
@@ -882,6 +883,10 @@ impl Session {
         }
         self.phase = Phase::Bdat(BdatChunk { last, total: size, size, refused });
         self.deadline = Some(self.now + self.config.limits.data_timeout);
+        if size == 0 {
+            // Nothing to read (`BDAT 0 LAST`): the chunk is complete now.
+            self.after_bdat(true);
+        }
     }
 
     /// Processes buffered input after a decision or phase change.
@@ -1007,7 +1012,12 @@ impl Session {
             }
         }
         if self.refused && !matches!(cmd, Command::Quit) {
-            self.send(r(503, (5, 5, 1), "Error: service unavailable, send QUIT"));
+            let reply = r(503, (5, 5, 1), "Error: service unavailable, send QUIT");
+            match cmd {
+                // The chunk that follows is data, never commands.
+                Command::Bdat { size, last } => self.start_chunk(size, last, Some(reply)),
+                _ => self.send(reply),
+            }
             return;
         }
         self.command(cmd);
@@ -1274,31 +1284,27 @@ impl Session {
             return self.send(r(504, (5, 5, 4), "Error: unrecognized authentication type"));
         };
         let mechanism = mech.to_ascii_uppercase();
-        let initial_response = match initial {
+        let initial_response = match initial.map(|i| sasl_wire::decode_line(i.as_bytes(), true)) {
             None => None,
-            Some("=") => Some(SaslData::new(Vec::new())),
-            Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
-                Ok(v) => Some(SaslData::new(v)),
-                Err(_) => return self.send(r(501, (5, 5, 2), "Error: invalid base64 in initial response")),
-            },
+            Some(SaslLine::Data(d)) => Some(d),
+            Some(_) => return self.send(r(501, (5, 5, 2), "Error: invalid base64 in initial response")),
         };
         self.events.push_back(Event::Auth(AuthStart { mechanism, initial_response }));
         self.pending = Some(Pending::Auth);
     }
 
     fn auth_response(&mut self, line: &[u8]) {
-        if line == b"*" {
-            self.end_auth();
-            self.events.push_back(Event::AuthAborted);
-            self.send(r(501, (5, 0, 0), "Authentication cancelled"));
-            return;
-        }
-        match base64::engine::general_purpose::STANDARD.decode(line) {
-            Ok(v) => {
-                self.events.push_back(Event::AuthResponse(SaslData::new(v)));
+        match sasl_wire::decode_line(line, false) {
+            SaslLine::Data(d) => {
+                self.events.push_back(Event::AuthResponse(d));
                 self.pending = Some(Pending::Auth);
             }
-            Err(_) => {
+            SaslLine::Cancel => {
+                self.end_auth();
+                self.events.push_back(Event::AuthAborted);
+                self.send(r(501, (5, 0, 0), "Authentication cancelled"));
+            }
+            SaslLine::Invalid => {
                 self.end_auth();
                 self.events.push_back(Event::AuthAborted);
                 self.send(r(501, (5, 5, 2), "Error: invalid base64 in response"));
@@ -1475,8 +1481,158 @@ impl fmt::Debug for Session {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a real Instant is the base of the virtual clock
 mod tests {
     use super::*;
+
+    fn session(config: Config) -> (Session, Instant) {
+        let now = Instant::now();
+        let mut s = Session::new(Arc::new(config), now);
+        let mut greeting = Vec::new();
+        s.poll_transmit(&mut greeting);
+        (s, now)
+    }
+
+    /// Sends `input`, accepts every decision, returns what the server wrote.
+    fn talk(s: &mut Session, input: &[u8], now: Instant) -> String {
+        s.receive(input, now);
+        while let Some(e) = s.poll_event() {
+            match e {
+                Event::Helo(_)
+                | Event::Mail(_)
+                | Event::Rcpt(_)
+                | Event::DataStart { .. }
+                | Event::MessageEnd(_) => s.accept().unwrap(),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn reply_code_paths() {
+        // (setup commands, command, expected reply prefix)
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&[], "MAIL FROM:<a@b>", "503 5.5.1"),
+            (&["EHLO x"], "RCPT TO:<a@b>", "503 5.5.1"),
+            (&["EHLO x"], "DATA", "503 5.5.1"),
+            (&["EHLO x", "MAIL FROM:<a@b>"], "DATA", "554 5.5.1"),
+            (&["EHLO x", "MAIL FROM:<a@b>"], "MAIL FROM:<a@b>", "503 5.5.1"),
+            (&["EHLO x"], "MAIL FROM:<a@b> SIZE=999999999", "552 5.3.4"),
+            (&["EHLO x"], "MAIL FROM:<a@b> BODY=BINARYMIME", "555 5.5.4"),
+            (&["EHLO x"], "MAIL FROM:<a@b> REQUIRETLS", "555 5.5.4"),
+            (&["HELO x"], "MAIL FROM:<a@b> SIZE=10", "555 5.5.4"),
+            (&["EHLO x"], "MAIL FROM:<δ@b>", "553 5.6.7"),
+            (&["EHLO x"], "MAIL FROM:<δ@b> SMTPUTF8", "250 2.1.0"),
+            (&["EHLO x", "MAIL FROM:<a@b>"], "RCPT TO:<δ@b>", "553 5.6.7"),
+            (&["EHLO x"], "VRFY bob", "252 2.5.0"),
+            (&["EHLO x"], "EXPN list", "502 5.5.1"),
+            (&["EHLO x"], "HELP", "214 2.0.0"),
+            (&["EHLO x"], "NOOP", "250 2.0.0"),
+            (&["EHLO x"], "RSET", "250 2.0.0"),
+            (&["EHLO x"], "STARTTLS", "502 5.5.1"),
+            (&["EHLO x"], "AUTH PLAIN", "502 5.5.1"),
+            (&[], "AUTH PLAIN", "503 5.5.1"),
+            (&["EHLO x"], "BOGUS", "500 5.5.1"),
+            (&["EHLO x"], "MAIL FROM:a@b", "501"),
+            (&["EHLO x"], "BDAT 3 LAST\r\nabc", "503 5.5.1"),
+            (&["HELO x"], "BDAT 2 LAST\\r\\nab", "554 5.5.0"),
+            (&["EHLO x"], "BDAT 2 LAST\\r\\nab", "503 5.5.1"),
+            (&["EHLO x"], "QUIT", "221 2.0.0"),
+        ];
+        for (setup, cmd, want) in cases {
+            let (mut s, now) = session(Config::new("mx.test"));
+            for line in *setup {
+                talk(&mut s, format!("{line}\r\n").as_bytes(), now);
+            }
+            let cmd = cmd.replace("\\r\\n", "\r\n");
+            let got = talk(&mut s, format!("{cmd}\r\n").as_bytes(), now);
+            assert!(got.starts_with(want), "{setup:?} then {cmd:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn auth_requires_tls_unless_allowed() {
+        let mut c = Config::new("mx.test");
+        c.auth_mechanisms = vec!["PLAIN".into()];
+        let (mut s, now) = session(c.clone());
+        let ehlo = talk(&mut s, b"EHLO x\r\n", now);
+        assert!(!ehlo.contains("AUTH"));
+        assert!(talk(&mut s, b"AUTH PLAIN\r\n", now).starts_with("538 5.7.11"));
+        c.allow_plaintext_auth = true;
+        let (mut s, now) = session(c);
+        assert!(talk(&mut s, b"EHLO x\r\n", now).contains("250 AUTH PLAIN\r\n"));
+        assert!(talk(&mut s, b"AUTH LOGIN\r\n", now).starts_with("504 5.5.4"));
+    }
+
+    #[test]
+    fn decision_misuse_is_an_error() {
+        let (mut s, now) = session(Config::new("mx.test"));
+        assert_eq!(s.accept(), Err(Error::NoPendingDecision));
+        s.receive(b"EHLO x\r\n", now);
+        assert!(matches!(s.poll_event(), Some(Event::Helo(_))));
+        assert!(!s.wants_read());
+        let ok = Reply::new(250, S::new(2, 0, 0), "ok");
+        assert_eq!(s.reject(ok), Err(Error::InvalidReply));
+        assert_eq!(s.auth_challenge(b""), Err(Error::WrongDecision));
+        assert_eq!(s.auth_succeed("x"), Err(Error::WrongDecision));
+        assert_eq!(s.tls_established(TlsInfo::new("TLSv1.3", "x"), now), Err(Error::UnexpectedTls));
+        s.accept().unwrap();
+        assert!(s.wants_read());
+        s.receive(b"MAIL FROM:<a@b>\r\n", now);
+        assert!(matches!(s.poll_event(), Some(Event::Mail(_))));
+        assert_eq!(s.accept_with(Reply::new(354, S::new(2, 0, 0), "x")), Err(Error::InvalidReply));
+        s.reject(Reply::new(421, S::new(4, 7, 0), "go away")).unwrap();
+        assert!(s.is_closed());
+        assert_eq!(s.accept(), Err(Error::Closed));
+    }
+
+    #[test]
+    fn command_line_cap_grows_with_extensions() {
+        let (mut s, now) = session(Config::new("mx.test"));
+        assert_eq!(s.command_line_limit(), 512);
+        talk(&mut s, b"EHLO x\r\n", now);
+        assert_eq!(s.command_line_limit(), 512 + 26 + 600);
+        // A 600-octet RCPT line with ORCPT is fine after EHLO.
+        talk(&mut s, b"MAIL FROM:<a@b>\r\n", now);
+        let line = format!("RCPT TO:<a@b> ORCPT=rfc822;{}\r\n", "x".repeat(560));
+        assert!(talk(&mut s, line.as_bytes(), now).starts_with("250 2.1.5"));
+        let line = format!("NOOP {}\r\n", "x".repeat(1200));
+        assert!(talk(&mut s, line.as_bytes(), now).starts_with("500 5.5.2"));
+    }
+
+    #[test]
+    fn command_deadline_is_not_extended_by_trickling() {
+        let (mut s, now) = session(Config::new("mx.test"));
+        let timeout = s.config().limits.command_timeout;
+        assert_eq!(s.poll_timeout(), Some(now + timeout));
+        for i in 1..100u64 {
+            s.receive(b"N", now + Duration::from_secs(i));
+        }
+        assert_eq!(s.poll_timeout(), Some(now + timeout));
+        s.handle_timeout(now + timeout);
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        assert!(out.starts_with(b"421 4.4.2"));
+        assert_eq!(s.close_reason(), Some(CloseReason::Timeout));
+    }
+
+    #[test]
+    fn received_header() {
+        let (mut s, now) = session(Config::new("mx.test"));
+        for line in ["EHLO client.test\r\n", "MAIL FROM:<a@b>\r\n", "RCPT TO:<c@d>\r\n"] {
+            talk(&mut s, line.as_bytes(), now);
+        }
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = s.received_header("192.0.2.1".parse().unwrap(), "Q1", date);
+        assert_eq!(
+            h,
+            "Received: from client.test ([192.0.2.1])\r\n\tby mx.test with ESMTP id Q1\r\n\t\
+             for <c@d>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"
+        );
+    }
 
     #[test]
     fn date_format() {
