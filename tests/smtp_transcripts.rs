@@ -493,6 +493,37 @@ fn size_exceeded_mid_stream_552() {
 }
 
 #[test]
+fn refusal_reason_does_not_depend_on_split_size_and_bare_cr() {
+    // Two limits trip in one message: the reply must not depend on the packet boundaries.
+    // Size 3: "a", a bare CR, then "bcd" goes over the size.
+    let o = Transcript::new(&format!(
+        "{}
+        R: a\\rbcd\\r\\n.\\r\\n
+        S~ 55
+        ",
+        to_data().replace("SIZE 10240000", "SIZE 3")
+    ))
+    .config(|c| c.limits.message_size = 3)
+    .run();
+    assert!(o.messages.is_empty());
+}
+
+#[test]
+fn refusal_reason_does_not_depend_on_split_long_line_and_bare_lf() {
+    // A line over 10 octets, then a bare LF.
+    let o = Transcript::new(&format!(
+        "{}
+        R: 0123456789ab\\r\\nc\\nd\\r\\n.\\r\\n
+        S~ 550
+        ",
+        to_data()
+    ))
+    .config(|c| c.limits.text_line = Some(10))
+    .run();
+    assert!(o.messages.is_empty());
+}
+
+#[test]
 fn too_many_recipients_452() {
     let o = Transcript::new(&format!(
         "{}
@@ -1369,6 +1400,24 @@ fn refused_connection_serves_only_quit() {
     .start(Start::Refused(reply(554, (5, 7, 1), "mx.example.test Go away")))
     .run();
     assert!(o.events.iter().all(|e| matches!(e, Ev::Closed(_))), "{:?}", o.events);
+    assert_eq!(o.close_reason, Some(CloseReason::Quit));
+}
+
+#[test]
+fn refused_connection_reads_bdat_chunks_as_data() {
+    let o = Transcript::new(
+        "S: 554 5.7.1 mx.example.test Go away
+         C: BDAT 6 LAST
+         --
+         # The chunk that follows is data, never a command.
+         C: QUIT
+         S: 503 5.5.1 Error: service unavailable, send QUIT
+         C: QUIT
+         S: 221 2.0.0 mx.example.test closing connection
+    ",
+    )
+    .start(Start::Refused(reply(554, (5, 7, 1), "mx.example.test Go away")))
+    .run();
     assert_eq!(o.close_reason, Some(CloseReason::Quit));
 }
 

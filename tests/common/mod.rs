@@ -721,8 +721,8 @@ impl Outcome {
     /// The comparable form: the byte counts of early-talker reports depend on how much
     /// arrived in the first `receive`, so only their presence is compared (the same for
     /// the bare line-ending counts of a refused message); message content delivered before
-    /// a `MessageAborted` is dropped.
-    fn normalized(&self) -> Self {
+    /// a `MessageAborted` is dropped; data is ordered before violations reported with it.
+    pub fn normalized(&self) -> Self {
         let mut o = self.clone();
         let mut events: Vec<Ev> = Vec::new();
         for ev in o.events {
@@ -762,7 +762,35 @@ impl Outcome {
                 _ => events.push(ev),
             }
         }
-        o.events = events;
+        // Message data is handed out at the end of each `receive`, so a violation caused by
+        // a later command in the same input can come before it: order each run of data
+        // and violations as data first.
+        let mut ordered: Vec<Ev> = Vec::with_capacity(events.len());
+        let mut run: Vec<Ev> = Vec::new();
+        let flush = |run: &mut Vec<Ev>, ordered: &mut Vec<Ev>| {
+            let (data, other): (Vec<Ev>, Vec<Ev>) = run.drain(..).partition(|e| matches!(e, Ev::Data(_)));
+            let bytes: Vec<u8> = data
+                .into_iter()
+                .flat_map(|e| match e {
+                    Ev::Data(d) => d,
+                    _ => Vec::new(),
+                })
+                .collect();
+            if !bytes.is_empty() {
+                ordered.push(Ev::Data(bytes));
+            }
+            ordered.extend(other);
+        };
+        for ev in events {
+            if matches!(ev, Ev::Data(_) | Ev::Violation(_)) {
+                run.push(ev);
+            } else {
+                flush(&mut run, &mut ordered);
+                ordered.push(ev);
+            }
+        }
+        flush(&mut run, &mut ordered);
+        o.events = ordered;
         o
     }
 }
