@@ -1,6 +1,8 @@
 //! Property tests of the SMTP session: arbitrary input in arbitrary pieces never panics and
 //! keeps every bound; sequences of valid and invalid commands give the same result whole,
 //! split and byte by byte.
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
@@ -77,7 +79,13 @@ fn any_config() -> impl Strategy<Value = Config> {
     (
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         (proptest::option::of(0u64..3), any::<bool>(), 5u32..40, 5u32..40, 1usize..5, 10u64..3000),
-        (proptest::option::of(20usize..300), 2048usize..8192, 16usize..600, 16usize..1000, proptest::option::of(1u32..1000)),
+        (
+            proptest::option::of(20usize..300),
+            2048usize..8192,
+            16usize..600,
+            16usize..1000,
+            proptest::option::of(1u32..1000),
+        ),
     )
         .prop_map(|(flags, limits1, limits2)| {
             let (starttls, auth, plaintext_auth, chunking, normalize, forbid) = flags;
@@ -157,7 +165,10 @@ fn skeleton(rng: &mut Rng) -> Vec<Item> {
     for _ in 0..1 + rng.below(3) {
         items.push(line("MAIL FROM:<alice@example.org>"));
         for _ in 0..1 + rng.below(3) {
-            items.push(line(["RCPT TO:<bob@example.test>", "RCPT TO:<x@elsewhere.test>", "RCPT TO:<Postmaster>"][rng.below(3)]));
+            items.push(line(
+                ["RCPT TO:<bob@example.test>", "RCPT TO:<x@elsewhere.test>", "RCPT TO:<Postmaster>"]
+                    [rng.below(3)],
+            ));
         }
         if rng.chance(70) {
             items.push(line("DATA"));
@@ -269,7 +280,12 @@ fn message_bytes(events: &[Ev]) -> usize {
 
 /// Drives a session through `steps`, checking every bound after every step. Returns the
 /// number of messages delivered.
-fn drive_checked(config: Config, lazy: bool, hold_greeting: bool, steps: Vec<Step>) -> Result<usize, TestCaseError> {
+fn drive_checked(
+    config: Config,
+    lazy: bool,
+    hold_greeting: bool,
+    steps: Vec<Step>,
+) -> Result<usize, TestCaseError> {
     let limits = config.limits.clone();
     let line_cap = (limits.command_line + 26 + 600 + 500).max(limits.auth_line);
     let mut d = if hold_greeting {
@@ -536,8 +552,10 @@ fn one_line_flights(rng: &mut Rng) -> Script {
                 if bytes.starts_with(b"BDAT ") {
                     let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
                     script.flight(&bytes[..end]);
-                    let chunk: Vec<u8> =
-                        bytes[end..].iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
+                    let chunk: Vec<u8> = bytes[end..]
+                        .iter()
+                        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                        .collect();
                     if !chunk.is_empty() {
                         script.flight(&chunk);
                     }
@@ -589,9 +607,12 @@ fn compare_replays(t: &Transcript, cut: usize) -> Result<(), TestCaseError> {
     let whole = t.replay(Mode::Eager, Split::Whole).normalized();
     prop_assert!(whole.api_errors.is_empty(), "{:?}", whole.api_errors);
     check_replies(whole.output().as_bytes())?;
-    for (mode, split) in
-        [(Mode::Eager, Split::At(cut)), (Mode::Lazy, Split::At(cut)), (Mode::Eager, Split::Bytes), (Mode::Lazy, Split::Bytes)]
-    {
+    for (mode, split) in [
+        (Mode::Eager, Split::At(cut)),
+        (Mode::Lazy, Split::At(cut)),
+        (Mode::Eager, Split::Bytes),
+        (Mode::Lazy, Split::Bytes),
+    ] {
         let got = t.replay(mode, split).normalized();
         prop_assert!(
             got == whole,

@@ -1,6 +1,8 @@
 //! SMTP smuggling (CVE-2023-51764/51765/51766 and relatives): no end-of-data variant but
 //! `CRLF . CRLF` ends a message, in DATA or BDAT, under either bare-line-ending policy;
 //! body bytes never reach the command parser; pipelining rules hold.
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
@@ -253,7 +255,11 @@ fn matrix_data(policy: BareLineEnding) {
 fn matrix_bdat(policy: BareLineEnding, two_chunks: bool) {
     for (pos, prefix) in POSITIONS {
         for (name, fake) in FAKE_ENDS {
-            let label = format!("BDAT{} {} {name} at {pos}", if two_chunks { " x2" } else { "" }, policy_name(policy));
+            let label = format!(
+                "BDAT{} {} {name} at {pos}",
+                if two_chunks { " x2" } else { "" },
+                policy_name(policy)
+            );
             let (t, body) = bdat_case(policy, prefix, fake, two_chunks);
             check(&label, &t, body.as_deref(), policy);
         }
@@ -613,7 +619,8 @@ fn helo_session_pipelining_detected_while_decision_pending() {
 
 #[test]
 fn commands_that_must_end_a_group() {
-    for (cmd, verb) in [("NOOP", "NOOP"), ("VRFY bob", "VRFY"), ("EXPN staff", "EXPN"), ("EHLO again.example", "EHLO")]
+    for (cmd, verb) in
+        [("NOOP", "NOOP"), ("VRFY bob", "VRFY"), ("EXPN staff", "EXPN"), ("EHLO again.example", "EHLO")]
     {
         let o = Transcript::new(&format!(
             "{}

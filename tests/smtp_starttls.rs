@@ -1,5 +1,7 @@
 //! STARTTLS (RFC 3207) and implicit TLS: command injection (CVE-2011-0411), input during the
 //! handshake, the reset of all pre-TLS state, and what is offered inside and outside TLS.
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
@@ -25,7 +27,10 @@ fn ehlo_plain() -> String {
 
 /// The EHLO reply inside TLS: no STARTTLS, REQUIRETLS.
 fn ehlo_tls() -> String {
-    format!("C: EHLO client.example.org\n{}", EHLO_REPLY.replace("S: 250 DSN", "S: 250-DSN\nS: 250 REQUIRETLS"))
+    format!(
+        "C: EHLO client.example.org\n{}",
+        EHLO_REPLY.replace("S: 250 DSN", "S: 250-DSN\nS: 250 REQUIRETLS")
+    )
 }
 
 const READY: &str = "S: 220 2.0.0 Ready to start TLS\n";
@@ -202,6 +207,25 @@ fn helo_name_is_forgotten() {
     assert!(d.session.helo().is_none());
     assert!(d.session.tls().is_some());
     assert!(d.session.wants_read());
+}
+
+#[test]
+fn command_line_cap_returns_to_512_after_starttls() {
+    // The EHLO allowances (SIZE, DSN, AUTH) belong to the EHLO that TLS discarded.
+    let long = format!("NOOP {}", "x".repeat(600));
+    let o = Transcript::new(&format!(
+        "{}
+        C: STARTTLS
+        {READY}
+        TLS
+        C: {long}
+        S: 500 5.5.2 Error: line too long
+        ",
+        ehlo_plain(),
+    ))
+    .config(starttls)
+    .run();
+    assert_eq!(o.violations(), [Violation::LineTooLong]);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! SMTP session transcripts: the happy paths and every reply code the session can send,
 //! each replayed whole, split at every byte offset and byte by byte.
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
@@ -31,7 +33,9 @@ fn greeting_helo_quit() {
 
 #[test]
 fn greeting_text_is_configurable() {
-    let o = Transcript::new("S: 220 mx.example.test Postern ready").config(|c| c.greeting_text = "Postern ready".into()).run();
+    let o = Transcript::new("S: 220 mx.example.test Postern ready")
+        .config(|c| c.greeting_text = "Postern ready".into())
+        .run();
     assert!(o.events.is_empty());
 }
 
@@ -600,10 +604,7 @@ fn smtputf8() {
         ",
         ehlo()
     ));
-    assert_eq!(
-        o.violations(),
-        [Violation::Utf8WithoutSmtputf8, Violation::Utf8WithoutSmtputf8]
-    );
+    assert_eq!(o.violations(), [Violation::Utf8WithoutSmtputf8, Violation::Utf8WithoutSmtputf8]);
     let m = &o.messages[0];
     assert!(m.mail.smtputf8);
     assert_eq!(m.from().as_deref(), Some("jöran@bücher.example"));
@@ -894,7 +895,10 @@ fn auth_config(c: &mut postern::smtp::Config) {
 }
 
 fn ehlo_auth() -> String {
-    format!("{GREETING}C: EHLO client.example.org\n{}", EHLO_REPLY.replace("S: 250 DSN", "S: 250-DSN\nS: 250 AUTH PLAIN"))
+    format!(
+        "{GREETING}C: EHLO client.example.org\n{}",
+        EHLO_REPLY.replace("S: 250 DSN", "S: 250-DSN\nS: 250 AUTH PLAIN")
+    )
 }
 
 #[test]
@@ -1320,6 +1324,56 @@ fn eof_mid_message() {
     assert_eq!(o.close_reason, Some(CloseReason::ConnectionLost));
     assert!(o.events.contains(&Ev::Aborted(AbortReason::ConnectionLost)));
     assert!(o.messages.is_empty());
+}
+
+#[test]
+fn eof_while_message_end_is_pending_aborts() {
+    // The client never saw a 250: the message must not be kept.
+    let mut d = Driver::default_session();
+    d.exchange(b"EHLO client.example.org\r\n");
+    d.exchange(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n");
+    d.mode = Mode::Lazy;
+    d.receive(b"Hello\r\n.\r\n");
+    assert!(matches!(d.app.events.last(), Some(Ev::MessageEnd(_))));
+    d.session.handle_eof(d.now);
+    d.flush();
+    assert!(d.app.messages.is_empty());
+    assert!(d.app.events.contains(&Ev::Aborted(AbortReason::ConnectionLost)), "{:?}", d.app.events);
+    assert_eq!(d.session.close_reason(), Some(CloseReason::ConnectionLost));
+}
+
+#[test]
+fn timeout_while_decision_pending_closes() {
+    let mut d = Driver::default_session();
+    d.exchange(b"EHLO client.example.org\r\n");
+    d.mode = Mode::Lazy;
+    d.receive(b"MAIL FROM:<alice@example.org>\r\n");
+    assert!(d.session.is_decision_pending());
+    let deadline = d.session.poll_timeout().expect("deadline");
+    d.session.handle_timeout(deadline);
+    d.flush();
+    assert_eq!(d.take_output(), "421 4.4.2 mx.example.test Error: timeout exceeded\r\n");
+    assert_eq!(d.session.close_reason(), Some(CloseReason::Timeout));
+}
+
+#[test]
+fn bdat_start_rejected_with_421_closes_at_once() {
+    // `reject` documents that a 421 closes the session; for a BDAT the client must not be
+    // kept sending a chunk the server has already given up on.
+    let o = Transcript::new(&format!(
+        "{}
+        C: MAIL FROM:<alice@example.org>
+        C: RCPT TO:<bob@example.test>
+        C: BDAT 1000000 LAST
+        S: 250 2.1.0 Sender ok
+        S: 250 2.1.5 Recipient ok
+        S: 421 4.3.2 Shutting down
+        ",
+        ehlo()
+    ))
+    .policy(|p| p.reject_data = Some(reply(421, (4, 3, 2), "Shutting down")))
+    .run();
+    assert_eq!(o.close_reason, Some(CloseReason::Rejected));
 }
 
 // ----- early talkers and refused connections -----------------------------------------

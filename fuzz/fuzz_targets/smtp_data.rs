@@ -54,7 +54,13 @@ fn bdat(policy: BareLineEnding, max: Option<usize>, chunks: &[&[&[u8]]]) -> Resu
         assert_eq!(rx.remaining(), 0);
     }
     rx.finish(&mut out);
-    Result { end: Some(consumed), out, violations: rx.violations(), size: rx.message_size(), discarding: rx.is_discarding() }
+    Result {
+        end: Some(consumed),
+        out,
+        violations: rx.violations(),
+        size: rx.message_size(),
+        discarding: rx.is_discarding(),
+    }
 }
 
 fuzz_target!(|input: &[u8]| {

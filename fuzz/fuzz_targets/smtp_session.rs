@@ -126,7 +126,11 @@ fuzz_target!(|data: &[u8]| {
     let mut now = base();
     let mut s = match limits >> 6 {
         0 => Session::new_implicit_tls(Arc::clone(&config), TlsInfo::new("TLSv1.3", "X"), now),
-        1 => Session::new_refused(Arc::clone(&config), Reply::new(554, EnhancedStatus::new(5, 7, 1), "No"), now),
+        1 => Session::new_refused(
+            Arc::clone(&config),
+            Reply::new(554, EnhancedStatus::new(5, 7, 1), "No"),
+            now,
+        ),
         _ => Session::new(Arc::clone(&config), now),
     };
     let mut out = Vec::new();

@@ -78,14 +78,19 @@ pub enum Ev {
     Helo(Helo),
     Mail(MailFrom),
     Rcpt(RcptTo),
-    DataStart { chunking: bool },
+    DataStart {
+        chunking: bool,
+    },
     /// Consecutive `MessageData` events are merged: their boundaries depend on the input
     /// split, their concatenation must not.
     Data(Vec<u8>),
     MessageEnd(MessageEnd),
     Aborted(AbortReason),
     StartTls,
-    Auth { mechanism: String, initial: Option<Vec<u8>> },
+    Auth {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
     AuthResponse(Vec<u8>),
     AuthAborted,
     Reset,
@@ -249,11 +254,7 @@ impl App {
     }
 
     fn auth_result(&mut self, session: &mut Session, msg: &[u8]) -> Result<(), postern::smtp::Error> {
-        if self.plain_ok(msg) {
-            session.auth_succeed(self.policy.user.clone())
-        } else {
-            session.auth_fail()
-        }
+        if self.plain_ok(msg) { session.auth_succeed(self.policy.user.clone()) } else { session.auth_fail() }
     }
 
     /// Answers one decision event.
@@ -734,7 +735,11 @@ impl Outcome {
                 // which depends on how much arrived in that `receive` (reported; pinned by
                 // `smtp_smuggling::reject_counts_do_not_depend_on_split`).
                 Ev::Violation(Violation::BareLineEndingInData { normalized: false, .. }) => {
-                    Ev::Violation(Violation::BareLineEndingInData { bare_lf: 0, bare_cr: 0, normalized: false })
+                    Ev::Violation(Violation::BareLineEndingInData {
+                        bare_lf: 0,
+                        bare_cr: 0,
+                        normalized: false,
+                    })
                 }
                 other => other,
             };
@@ -857,11 +862,9 @@ impl Transcript {
                 self.policy.clone(),
                 now,
             ),
-            Start::Refused(r) => Driver::with_session(
-                Session::new_refused(config, r.clone(), now),
-                self.policy.clone(),
-                now,
-            ),
+            Start::Refused(r) => {
+                Driver::with_session(Session::new_refused(config, r.clone(), now), self.policy.clone(), now)
+            }
             Start::HoldGreeting => Driver::holding_greeting(self.config.clone(), self.policy.clone()),
         }
     }
@@ -1011,8 +1014,11 @@ impl Transcript {
         for (i, (line, expect)) in expects.enumerate() {
             let out = &o.outputs[i];
             let ok_shape = out.is_empty() || out.ends_with("\r\n");
-            let got: Vec<&str> =
-                if out.is_empty() { Vec::new() } else { out.trim_end_matches("\r\n").split("\r\n").collect() };
+            let got: Vec<&str> = if out.is_empty() {
+                Vec::new()
+            } else {
+                out.trim_end_matches("\r\n").split("\r\n").collect()
+            };
             let matches = ok_shape
                 && got.len() == expect.len()
                 && got.iter().zip(expect.iter()).all(|(g, e)| match e {
