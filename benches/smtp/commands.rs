@@ -5,6 +5,9 @@
 //! itself; postern's parser takes a line without its terminator (framing is the
 //! [`postern::line::LineFramer`]'s job), so the postern side finds the `LF` with `memchr`
 //! and strips the `CR` first, to measure the same work.
+//!
+//! Target: postern's time per mix at most 0.7x smtp-proto's. Run with
+//! `cargo bench --bench smtp -- command_parse`.
 
 use std::hint::black_box;
 

@@ -52,7 +52,20 @@ pub enum Event {
     AuthAborted,
     /// The transaction was discarded (RSET, a new HELO/EHLO, STARTTLS or QUIT); a
     /// message in progress was aborted first with [`Event::MessageAborted`].
+    ///
+    /// A transaction also ends, without this event, when the application answers
+    /// [`Event::MessageEnd`] or when [`Event::MessageAborted`] is reported for a message.
     Reset,
+    /// The session refused a command by itself (a syntax error, a command out of
+    /// sequence, a declared SIZE over the limit, ...), with this reply. For logs and
+    /// audit trails; the application's own rejections are not repeated here.
+    Refused {
+        /// The command verb (`MAIL`, `RCPT`, ...), or `unparsable command`,
+        /// `command line` for a framing error, `DATA`/`BDAT` for a refused message.
+        command: &'static str,
+        /// The reply sent.
+        reply: super::Reply,
+    },
     /// The client broke a rule that matters for security. The session has already
     /// answered; this is for logs, audit trails and penalty boxes.
     Violation(Violation),
@@ -256,6 +269,8 @@ pub enum CloseReason {
     Timeout,
     /// The client broke a rule; see the preceding [`Event::Violation`].
     Violation,
+    /// The application ended the session with [`Session::shutdown`](super::Session::shutdown).
+    Shutdown,
     /// The application rejected the connection or answered with a `421`.
     Rejected,
     /// The connection ended without QUIT.

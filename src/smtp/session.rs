@@ -111,6 +111,8 @@ pub struct Session {
     greeting_unsent: bool,
     /// Connection refused at the greeting (RFC 5321 §3.1): only QUIT is served.
     refused: bool,
+    /// The command being answered, for [`Event::Refused`].
+    verb: &'static str,
     errors: u32,
     junk: u32,
     auth_failures: u32,
@@ -236,6 +238,7 @@ impl Session {
             txn: None,
             greeting_unsent: false,
             refused: false,
+            verb: "connect",
             errors: 0,
             junk: 0,
             auth_failures: 0,
@@ -515,6 +518,14 @@ impl Session {
         Ok(())
     }
 
+    /// Ends the session from the application's side, for example at server shutdown:
+    /// sends `reply` (normally `421 4.3.2 ... shutting down`), aborts a message in flight
+    /// ([`Event::MessageAborted`]) and closes ([`Event::Closed`] with
+    /// [`CloseReason::Shutdown`]). Does nothing if the session is already closed.
+    pub fn shutdown(&mut self, reply: Reply) {
+        self.close(Some(reply), CloseReason::Shutdown);
+    }
+
     /// Ends a pending AUTH exchange with the standard failure `535 5.7.8`.
     pub fn auth_fail(&mut self) -> Result<(), Error> {
         self.reject(r(535, (5, 7, 8), "Error: authentication failed"))
@@ -528,6 +539,11 @@ impl Session {
     ///
     /// `peer` is the client's address as the application sees it, `id` the queue id,
     /// and `date` the time of receipt (passed in: the session never reads the clock).
+    ///
+    /// It describes the transaction in progress, so call it between
+    /// [`Event::DataStart`] and the answer to [`Event::MessageEnd`] (typically when
+    /// accepting `DataStart`, before the first [`Event::MessageData`]); the transaction
+    /// ends with that answer or with [`Event::MessageAborted`].
     #[must_use]
     pub fn received_header(&self, peer: std::net::IpAddr, id: &str, date: SystemTime) -> String {
         let helo = self.helo.as_ref().map_or("unknown", |h| h.name.as_str());
@@ -608,8 +624,17 @@ impl Session {
         self.events.push_back(Event::Violation(v));
     }
 
-    /// Queues a reply; negative replies count towards the error limit.
+    /// Queues a reply of the session's own; a negative one is reported with
+    /// [`Event::Refused`].
     fn send(&mut self, reply: Reply) {
+        if reply.is_negative() {
+            self.events.push_back(Event::Refused { command: self.verb, reply: reply.clone() });
+        }
+        self.queue(reply);
+    }
+
+    /// Queues a reply; negative replies count towards the error limit.
+    fn queue(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
         if reply.code() == 421 {
             self.close(None, CloseReason::Rejected);
@@ -750,7 +775,7 @@ impl Session {
                     self.txn = None;
                     self.framer.set_max_line(self.command_line_limit());
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                 }
             }
             Pending::Mail(mail) => {
@@ -764,7 +789,7 @@ impl Session {
                     });
                     self.send(reply.unwrap_or_else(|| r(250, (2, 1, 0), "Sender ok")));
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                 }
             }
             Pending::Rcpt => {
@@ -778,7 +803,7 @@ impl Session {
                     }
                     self.send(reply.unwrap_or_else(|| r(250, (2, 1, 5), "Recipient ok")));
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                 }
             }
             Pending::DataStart { bdat: None } => {
@@ -790,7 +815,7 @@ impl Session {
                     self.phase = Phase::Data(Box::new(DataState { rx, aborted: None }));
                     self.deadline = Some(self.now + self.config.limits.data_timeout);
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                     // Body bytes already pipelined after a refused DATA must never run
                     // as commands.
                     if !self.inbuf.is_empty() {
@@ -815,7 +840,7 @@ impl Session {
                     self.errors = 0;
                     self.send(reply.unwrap_or_else(|| r(250, (2, 0, 0), "Ok: message accepted")));
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                 }
                 self.txn = None;
             }
@@ -830,7 +855,7 @@ impl Session {
                         CloseReason::Violation,
                     );
                 } else if let Some(reply) = reply {
-                    self.send(reply);
+                    self.queue(reply);
                 }
             }
         }
@@ -953,6 +978,7 @@ impl Session {
     }
 
     fn line_error(&mut self, e: LineError) {
+        self.verb = "command line";
         if matches!(self.phase, Phase::AuthResponse) {
             self.end_auth();
             self.events.push_back(Event::AuthAborted);
@@ -978,8 +1004,12 @@ impl Session {
         }
         self.command_deadline();
         let cmd = match Command::parse(line) {
-            Ok(cmd) => cmd,
+            Ok(cmd) => {
+                self.verb = verb(&cmd);
+                cmd
+            }
             Err(e) => {
+                self.verb = "unparsable command";
                 let (code, status) = e.reply_code();
                 let text = match e {
                     ParseError::UnknownCommand => "Error: command not recognized",
