@@ -340,6 +340,75 @@ fn unknown_and_syntax_errors() {
 }
 
 #[test]
+fn session_refusals_are_reported_application_rejections_are_not() {
+    let o = run(&format!(
+        "{}
+        C: FOO
+        S: 500 5.5.1 Error: command not recognized
+        R: NOOP\\n
+        S: 500 5.5.2 Error: bare <CR> or <LF> received
+        C: RCPT TO:<bob@example.test>
+        S: 503 5.5.1 Error: need MAIL command
+        C: MAIL FROM:<alice@example.org> SIZE=99999999999
+        S: 552 5.3.4 Error: message size exceeds fixed maximum message size
+        C: MAIL FROM:<alice@example.org>
+        S: 250 2.1.0 Sender ok
+        C: RCPT TO:<nobody@elsewhere.test>
+        S: 550 5.1.1 Error: no such user here
+        C: DATA
+        S: 554 5.5.1 Error: no valid recipients
+        ",
+        ehlo()
+    ));
+    let refusals: Vec<_> =
+        o.refusals().into_iter().map(|(verb, reply)| (verb, reply[..9].to_owned())).collect();
+    assert_eq!(
+        refusals,
+        [
+            ("unparsable command", "500 5.5.1".to_owned()),
+            ("command line", "500 5.5.2".to_owned()),
+            ("RCPT", "503 5.5.1".to_owned()),
+            ("MAIL", "552 5.3.4".to_owned()),
+            ("DATA", "554 5.5.1".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn refused_message_is_reported() {
+    let o = Transcript::new(&format!(
+        "{}
+        R: a\\nb\\r\\n.\\r\\n
+        S: 550 5.5.2 Error: bare <CR> or <LF> in message data (RFC 5321 section 2.3.8)
+        ",
+        to_data()
+    ))
+    .run();
+    assert_eq!(
+        o.refusals(),
+        [("DATA", "550 5.5.2 Error: bare <CR> or <LF> in message data (RFC 5321 section 2.3.8)".to_owned())]
+    );
+}
+
+#[test]
+fn shutdown_mid_message() {
+    let mut d = Driver::default_session();
+    d.exchange(b"EHLO client.example.org\r\n");
+    d.exchange(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n");
+    d.exchange(b"Subject: half a message\r\n");
+    d.session.shutdown(reply(421, (4, 3, 2), "mx.example.test shutting down"));
+    d.flush();
+    assert_eq!(d.take_output(), "421 4.3.2 mx.example.test shutting down\r\n");
+    assert!(d.app.events.contains(&Ev::Aborted(AbortReason::ConnectionLost)), "{:?}", d.app.events);
+    assert_eq!(d.session.close_reason(), Some(CloseReason::Shutdown));
+    assert!(d.app.messages.is_empty());
+    // Idempotent.
+    d.session.shutdown(reply(421, (4, 3, 2), "again"));
+    d.flush();
+    assert_eq!(d.take_output(), "");
+}
+
+#[test]
 fn address_too_long() {
     let local = "a".repeat(65);
     run(&format!(
@@ -1453,7 +1522,14 @@ fn refused_connection_serves_only_quit() {
     )
     .start(Start::Refused(reply(554, (5, 7, 1), "mx.example.test Go away")))
     .run();
-    assert!(o.events.iter().all(|e| matches!(e, Ev::Closed(_))), "{:?}", o.events);
+    assert_eq!(
+        o.refusals(),
+        [
+            ("HELO", "503 5.5.1 Error: service unavailable, send QUIT".to_owned()),
+            ("MAIL", "503 5.5.1 Error: service unavailable, send QUIT".to_owned()),
+        ]
+    );
+    assert!(o.events.iter().all(|e| matches!(e, Ev::Closed(_) | Ev::Refused(..))), "{:?}", o.events);
     assert_eq!(o.close_reason, Some(CloseReason::Quit));
 }
 

@@ -94,6 +94,8 @@ pub enum Ev {
     AuthResponse(Vec<u8>),
     AuthAborted,
     Reset,
+    /// The session's own refusal: the command verb and the reply.
+    Refused(&'static str, Reply),
     Violation(Violation),
     Closed(CloseReason),
     Other(String),
@@ -234,6 +236,7 @@ impl App {
                 self.body.clear();
                 Ev::Reset
             }
+            Event::Refused { command, reply } => Ev::Refused(command, reply.clone()),
             Event::Violation(v) => Ev::Violation(*v),
             Event::Closed(c) => Ev::Closed(*c),
             other => Ev::Other(format!("{other:?}")),
@@ -495,6 +498,16 @@ impl Driver {
     }
 }
 
+pub fn refusals(events: &[Ev]) -> Vec<(&'static str, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Refused(verb, reply) => Some((*verb, reply.to_string().trim_end().to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn violations(events: &[Ev]) -> Vec<Violation> {
     events
         .iter()
@@ -705,6 +718,10 @@ impl Outcome {
         violations(&self.events)
     }
 
+    pub fn refusals(&self) -> Vec<(&'static str, String)> {
+        refusals(&self.events)
+    }
+
     pub fn mails(&self) -> Vec<&MailFrom> {
         self.events
             .iter()
@@ -722,7 +739,8 @@ impl Outcome {
     /// The comparable form: the byte counts of early-talker reports depend on how much
     /// arrived in the first `receive`, so only their presence is compared (the same for
     /// the bare line-ending counts of a refused message); message content delivered before
-    /// a `MessageAborted` is dropped; data is ordered before violations reported with it.
+    /// a `MessageAborted` is dropped; data is ordered before violations and refusals
+    /// reported with it.
     pub fn normalized(&self) -> Self {
         let mut o = self.clone();
         let mut events: Vec<Ev> = Vec::new();
@@ -747,7 +765,7 @@ impl Outcome {
             // much of it got out before the abort depends on the split.
             if matches!(ev, Ev::Aborted(_)) {
                 let mut i = events.len();
-                while i > 0 && matches!(events[i - 1], Ev::Data(_) | Ev::Violation(_)) {
+                while i > 0 && matches!(events[i - 1], Ev::Data(_) | Ev::Violation(_) | Ev::Refused(..)) {
                     i -= 1;
                     if matches!(events[i], Ev::Data(_)) {
                         events.remove(i);
@@ -767,9 +785,9 @@ impl Outcome {
                 _ => events.push(ev),
             }
         }
-        // Message data is handed out at the end of each `receive`, so a violation caused by
-        // a later command in the same input can come before it: order each run of data
-        // and violations as data first.
+        // Message data is handed out at the end of each `receive`, so a violation or refusal
+        // caused by a later command in the same input can come before it: order each run of
+        // data, violations and refusals as data first.
         let mut ordered: Vec<Ev> = Vec::with_capacity(events.len());
         let mut run: Vec<Ev> = Vec::new();
         let flush = |run: &mut Vec<Ev>, ordered: &mut Vec<Ev>| {
@@ -787,7 +805,7 @@ impl Outcome {
             ordered.extend(other);
         };
         for ev in events {
-            if matches!(ev, Ev::Data(_) | Ev::Violation(_)) {
+            if matches!(ev, Ev::Data(_) | Ev::Violation(_) | Ev::Refused(..)) {
                 run.push(ev);
             } else {
                 flush(&mut run, &mut ordered);
