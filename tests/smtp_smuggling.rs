@@ -336,7 +336,7 @@ fn normalize_reports_counts() {
 }
 
 #[test]
-#[ignore = "bug: BareLineEndingInData counts under Reject are taken at doom time and depend on the input split"]
+
 fn reject_counts_do_not_depend_on_split() {
     // `Violation::BareLineEndingInData` carries "counts as found by the receiver"; under
     // `Reject` they are taken when the message is doomed, so they depend on the split.
@@ -460,7 +460,7 @@ fn data_pipelined_after_rejected_recipients_closes() {
 }
 
 #[test]
-#[ignore = "bug: body pipelined after a DATA the session refuses itself (554/503) runs as commands when pipelining is allowed"]
+
 fn data_pipelined_after_rejected_recipients_without_pipelining_ban() {
     // With `forbid_unauth_pipelining` off, the config promises that "body bytes pipelined
     // after a refused DATA ... are never executed, whatever this says".
@@ -486,7 +486,7 @@ fn data_pipelined_after_rejected_recipients_without_pipelining_ban() {
 }
 
 #[test]
-#[ignore = "bug: body pipelined after a DATA the session refuses itself (554/503) runs as commands for an authenticated client"]
+
 fn data_pipelined_by_authenticated_client_after_rejected_recipients() {
     // Authenticated clients may pipeline; the body must still never run as commands.
     let t = Transcript::new(&format!(
@@ -605,7 +605,7 @@ fn helo_session_cannot_pipeline_at_all() {
 }
 
 #[test]
-#[ignore = "bug: without PIPELINING, input arriving while a MAIL/RCPT decision is pending is not treated as pipelining"]
+
 fn helo_session_pipelining_detected_while_decision_pending() {
     // The same flight as above, but the RCPT arrives while the application is still
     // deciding on MAIL: the client did not wait for the reply, which is still unsent.

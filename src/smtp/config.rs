@@ -31,7 +31,8 @@ pub struct Limits {
     /// Negative replies (4xx/5xx) before the session is closed with `421`; the count
     /// restarts after each accepted message (Postfix `smtpd_hard_error_limit`: 20).
     pub errors: u32,
-    /// NOOP, RSET, VRFY, EXPN and HELP commands per session (Postfix
+    /// NOOP, RSET, VRFY, EXPN and HELP commands tolerated before each further one also
+    /// counts as an error; the count restarts after each accepted message (Postfix
     /// `smtpd_junk_command_limit`: 100).
     pub junk_commands: u32,
     /// Failed AUTH attempts before the session is closed with `421 4.7.0`.

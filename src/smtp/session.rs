@@ -113,6 +113,8 @@ pub struct Session {
     refused: bool,
     /// The command being answered, for [`Event::Refused`].
     verb: &'static str,
+    /// Bytes received after the command line being executed.
+    pipelined: usize,
     errors: u32,
     junk: u32,
     auth_failures: u32,
@@ -239,6 +241,7 @@ impl Session {
             greeting_unsent: false,
             refused: false,
             verb: "connect",
+            pipelined: 0,
             errors: 0,
             junk: 0,
             auth_failures: 0,
@@ -393,7 +396,10 @@ impl Session {
             self.resume();
         }
         self.flush_body();
-        if self.inbuf.len() > self.config.limits.buffered_input && !self.is_closed() {
+        // Without a pending decision the buffer only holds a partial line, which the
+        // framer already caps.
+        if self.pending.is_some() && self.inbuf.len() > self.config.limits.buffered_input && !self.is_closed()
+        {
             self.violation(Violation::TooMuchInput);
             self.close(Some(r(421, (4, 7, 0), "Error: too much pipelined input")), CloseReason::Violation);
         }
@@ -444,6 +450,7 @@ impl Session {
         self.txn = None;
         self.inbuf.clear();
         self.framer.reset();
+        self.framer.set_max_line(self.command_line_limit());
         self.phase = Phase::Command;
         self.command_deadline();
         Ok(())
@@ -697,11 +704,20 @@ impl Session {
         }
     }
 
+    /// The command whose reply the client must wait for, while its decision is pending:
+    /// EHLO/HELO and DATA always (RFC 2920 §3.1), and any command while PIPELINING has
+    /// not been negotiated.
     fn pending_must_be_last(&self) -> Option<&'static str> {
-        match self.pending {
-            Some(Pending::Helo(ref h)) => Some(if h.extended { "EHLO" } else { "HELO" }),
-            Some(Pending::DataStart { bdat: None }) => Some("DATA"),
-            _ => None,
+        let negotiated = self.helo.as_ref().is_some_and(|h| h.extended);
+        match self.pending.as_ref()? {
+            Pending::Helo(h) => Some(if h.extended { "EHLO" } else { "HELO" }),
+            Pending::DataStart { bdat: None } => Some("DATA"),
+            _ if negotiated => None,
+            Pending::Mail(_) => Some("MAIL"),
+            Pending::Rcpt => Some("RCPT"),
+            Pending::DataStart { bdat: Some(_) } => Some("BDAT"),
+            Pending::MessageEnd => Some("end of data"),
+            Pending::Auth => Some("AUTH"),
         }
     }
 
@@ -754,6 +770,8 @@ impl Session {
             let fits = match (&pending, positive) {
                 (_, false) => reply.is_negative(),
                 (Pending::DataStart { bdat: None }, true) => reply.code() == 354,
+                // BDAT has no intermediate reply to customise.
+                (Pending::DataStart { bdat: Some(_) }, true) => false,
                 (Pending::Auth, true) => false,
                 (_, true) => (200..300).contains(&reply.code()),
             };
@@ -826,6 +844,11 @@ impl Session {
             }
             Pending::DataStart { bdat: Some((size, last)) } => {
                 let refused = if positive { None } else { reply };
+                if let Some(reply) = refused.as_ref().filter(|r| r.code() == 421) {
+                    // Closing now: no need to make the client send the chunk first.
+                    self.queue(reply.clone());
+                    return Ok(());
+                }
                 if let Some(t) = self.txn.as_mut() {
                     t.bdat = Some(Box::new(BdatState {
                         rx: BdatReceiver::new(self.config.bare_line_ending, self.config.limits.text_line),
@@ -838,6 +861,7 @@ impl Session {
             Pending::MessageEnd => {
                 if positive {
                     self.errors = 0;
+                    self.junk = 0;
                     self.send(reply.unwrap_or_else(|| r(250, (2, 0, 0), "Ok: message accepted")));
                 } else if let Some(reply) = reply {
                     self.queue(reply);
@@ -1041,6 +1065,7 @@ impl Session {
                 return;
             }
         }
+        self.pipelined = remaining;
         if self.refused && !matches!(cmd, Command::Quit) {
             let reply = r(503, (5, 5, 1), "Error: service unavailable, send QUIT");
             match cmd {
@@ -1057,12 +1082,17 @@ impl Session {
         self.config.starttls && self.tls.is_none()
     }
 
+    /// Counts a junk command; past the junk limit each one also counts as an error
+    /// (Postfix's `smtpd_junk_command_limit`). Returns `true` if the session closed.
     fn junk(&mut self) -> bool {
         self.junk = self.junk.saturating_add(1);
         if self.junk > self.config.limits.junk_commands {
-            self.violation(Violation::TooManyJunkCommands);
-            self.close(Some(r(421, (4, 7, 0), "Error: too many junk commands")), CloseReason::Violation);
-            return true;
+            self.errors = self.errors.saturating_add(1);
+            if self.errors >= self.config.limits.errors {
+                self.violation(Violation::TooManyJunkCommands);
+                self.close(Some(r(421, (4, 7, 0), "Error: too many junk commands")), CloseReason::Violation);
+                return true;
+            }
         }
         false
     }
@@ -1091,6 +1121,12 @@ impl Session {
             Command::Data => {
                 if let Some(reply) = self.data_precondition(false) {
                     self.send(reply);
+                    // Whatever was pipelined after a refused DATA is the message body: it
+                    // must never run as commands, whoever the client is.
+                    if self.pipelined > 0 && !self.is_closed() {
+                        self.violation(Violation::DataAfterRefusedData);
+                        self.close(None, CloseReason::Violation);
+                    }
                     return;
                 }
                 self.events.push_back(Event::DataStart { chunking: false });
@@ -1345,35 +1381,34 @@ impl Session {
     /// After DATA input: size and policy checks, and the end of the message.
     fn after_data(&mut self, done: bool) {
         let Phase::Data(d) = &mut self.phase else { return };
-        let v = d.rx.violations();
-        let size = d.rx.message_size();
-        let already = d.aborted.is_some();
-        if !already && let Some(reason) = self.doom_reason(v, size) {
+        let (v, size) = (d.rx.violations(), d.rx.message_size());
+        if !d.rx.is_discarding() && self.doom_reason(v, size).is_some() {
             if let Phase::Data(d) = &mut self.phase {
                 d.rx.set_discard();
             }
-            self.report_doom(reason, v);
+            // Nothing more reaches the application; the reason and the reply are decided
+            // at the end of the message, from the final counts, so that they never depend
+            // on how the input was split.
+            self.body.clear();
         }
         if !done {
             return;
         }
         let Phase::Data(d) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
-        self.finish_message(d.aborted, d.rx.violations(), d.rx.message_size());
+        self.finish_message(d.aborted.is_some(), d.rx.violations(), d.rx.message_size());
     }
 
     fn after_bdat(&mut self, done: bool) {
         let Phase::Bdat(chunk) = &self.phase else { return };
         let refused = chunk.refused.is_some();
         let last = chunk.last;
-        if !refused && let Some(b) = self.txn.as_mut().and_then(|t| t.bdat.as_mut()) {
+        if !refused && let Some(b) = self.txn.as_ref().and_then(|t| t.bdat.as_ref()) {
             let (v, size) = (b.rx.violations(), b.rx.message_size());
-            if b.aborted.is_none()
-                && let Some(reason) = self.doom_reason(v, size)
-            {
+            if !b.rx.is_discarding() && self.doom_reason(v, size).is_some() {
                 if let Some(b) = self.txn.as_mut().and_then(|t| t.bdat.as_mut()) {
                     b.rx.set_discard();
                 }
-                self.report_doom(reason, v);
+                self.body.clear();
             }
         }
         if !done {
@@ -1391,24 +1426,20 @@ impl Session {
             self.send(Reply::new(250, S::new(2, 0, 0), text));
             return;
         }
-        b.rx.finish(&mut self.body);
-        let (aborted, v, size) = (b.aborted, b.rx.violations(), b.rx.message_size());
         // `finish` may find a trailing bare CR.
-        let aborted = aborted.or_else(|| {
-            let reason = self.doom_reason(v, size);
-            if let Some(reason) = reason {
-                self.report_doom(reason, v);
-            }
-            reason
-        });
+        b.rx.finish(&mut self.body);
+        let (aborted, v, size) = (b.aborted.is_some(), b.rx.violations(), b.rx.message_size());
         self.finish_message(aborted, v, size);
     }
 
+    /// Why a message must be refused, from its counts. The order is fixed (bare line
+    /// endings, then size, then line length), so the same message always gets the same
+    /// reply.
     fn doom_reason(&self, v: DataViolations, size: u64) -> Option<AbortReason> {
-        if size > self.config.limits.message_size {
-            Some(AbortReason::TooLarge)
-        } else if self.config.bare_line_ending == BareLineEnding::Reject && (v.bare_lf > 0 || v.bare_cr > 0) {
+        if self.config.bare_line_ending == BareLineEnding::Reject && (v.bare_lf > 0 || v.bare_cr > 0) {
             Some(AbortReason::BareLineEnding)
+        } else if size > self.config.limits.message_size {
+            Some(AbortReason::TooLarge)
         } else if v.long_lines > 0 {
             Some(AbortReason::LineTooLong)
         } else {
@@ -1416,31 +1447,24 @@ impl Session {
         }
     }
 
-    fn report_doom(&mut self, reason: AbortReason, v: DataViolations) {
-        match &mut self.phase {
-            Phase::Data(d) => d.aborted = Some(reason),
-            _ => {
-                if let Some(b) = self.txn.as_mut().and_then(|t| t.bdat.as_mut()) {
-                    b.aborted = Some(reason);
-                }
-            }
-        }
-        if reason == AbortReason::BareLineEnding {
-            self.violation(Violation::BareLineEndingInData {
-                bare_lf: v.bare_lf,
-                bare_cr: v.bare_cr,
-                normalized: false,
-            });
-        }
-        self.body.clear();
-        self.events.push_back(Event::MessageAborted(reason));
-    }
-
-    fn finish_message(&mut self, aborted: Option<AbortReason>, v: DataViolations, size: u64) {
-        self.flush_body();
+    /// The end of a message: refuse it (reporting why) or ask the application.
+    /// `aborted` is `true` if [`Event::MessageAborted`] was already reported.
+    fn finish_message(&mut self, aborted: bool, v: DataViolations, size: u64) {
         self.command_deadline();
-        if let Some(reason) = aborted {
+        let bare = v.bare_lf > 0 || v.bare_cr > 0;
+        if let Some(reason) = self.doom_reason(v, size) {
+            self.body.clear();
             self.txn = None;
+            if reason == AbortReason::BareLineEnding {
+                self.violation(Violation::BareLineEndingInData {
+                    bare_lf: v.bare_lf,
+                    bare_cr: v.bare_cr,
+                    normalized: false,
+                });
+            }
+            if !aborted {
+                self.events.push_back(Event::MessageAborted(reason));
+            }
             self.send(match reason {
                 AbortReason::TooLarge => {
                     r(552, (5, 3, 4), "Error: message size exceeds fixed maximum message size")
@@ -1448,13 +1472,12 @@ impl Session {
                 AbortReason::BareLineEnding => {
                     r(550, (5, 5, 2), "Error: bare <CR> or <LF> in message data (RFC 5321 section 2.3.8)")
                 }
-                AbortReason::LineTooLong => r(550, (5, 6, 0), "Error: message has lines that are too long"),
-                _ => r(451, (4, 3, 0), "Error: message abandoned"),
+                _ => r(550, (5, 6, 0), "Error: message has lines that are too long"),
             });
             return;
         }
-        let normalized = v.bare_lf > 0 || v.bare_cr > 0;
-        if normalized {
+        self.flush_body();
+        if bare {
             self.violation(Violation::BareLineEndingInData {
                 bare_lf: v.bare_lf,
                 bare_cr: v.bare_cr,
@@ -1462,7 +1485,7 @@ impl Session {
             });
         }
         let recipients = self.txn.as_ref().map_or(0, |t| t.recipients);
-        self.events.push_back(Event::MessageEnd(MessageEnd { size, recipients, normalized }));
+        self.events.push_back(Event::MessageEnd(MessageEnd { size, recipients, normalized: bare }));
         self.pending = Some(Pending::MessageEnd);
     }
 }
