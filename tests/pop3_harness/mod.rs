@@ -112,20 +112,24 @@ pub fn b64(data: &[u8]) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     pub uid: String,
-    pub bytes: Vec<u8>,
+    /// Shared, so cloning a store for each replay is cheap.
+    pub bytes: Rc<[u8]>,
+    size: u64,
 }
 
 impl Stored {
     pub fn new(uid: &str, bytes: impl Into<Vec<u8>>) -> Self {
-        Self { uid: uid.into(), bytes: bytes.into() }
+        let bytes: Vec<u8> = bytes.into();
+        let lf = bytes.iter().filter(|b| **b == b'\n').count();
+        let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
+        let size = (bytes.len() + lf - crlf) as u64;
+        Self { uid: uid.into(), bytes: Rc::from(bytes), size }
     }
 
     /// The size as listed: `CRLF` line endings, before dot-stuffing, without the `CRLF`
     /// the session adds to a message lacking a final newline.
     pub fn wire_size(&self) -> u64 {
-        let lf = self.bytes.iter().filter(|b| **b == b'\n').count();
-        let crlf = self.bytes.windows(2).filter(|w| w == b"\r\n").count();
-        (self.bytes.len() + lf - crlf) as u64
+        self.size
     }
 }
 
@@ -523,7 +527,7 @@ impl App {
 
     fn chunks(&mut self, s: &mut Session, index: usize) {
         let user = self.user.clone().expect("RETR before login");
-        let msg = self.store.borrow().mailboxes[&user].messages[index].bytes.clone();
+        let msg = Rc::clone(&self.store.borrow().mailboxes[&user].messages[index].bytes);
         let end = self.knobs.fail_read_at.map_or(msg.len(), |f| (f as usize).min(msg.len()));
         let mut pos = 0;
         while pos < end {
