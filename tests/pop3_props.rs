@@ -339,3 +339,48 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// RETR and TOP of arbitrary stored bytes (dots, CR, LF in any order), pushed in
+    /// arbitrary chunks, give exactly the reference wire form.
+    #[test]
+    fn streamed_message_matches_the_reference(
+        message in prop::collection::vec(prop::sample::select(vec![b'a', b'.', b'\r', b'\n', b' ']), 0..400),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        top in prop::option::of(0u32..6),
+    ) {
+        use postern::pop3::{Event, MessageInfo, Session};
+        use std::sync::Arc;
+        let mut s = Session::new(Arc::new(config()), RANDOM, base());
+        let cmd = match top {
+            Some(n) => format!("USER a\r\nPASS b\r\nTOP 1 {n}\r\n"),
+            None => "USER a\r\nPASS b\r\nRETR 1\r\n".to_owned(),
+        };
+        s.receive(cmd.as_bytes(), base());
+        let Some(Event::Login { user, .. }) = s.poll_event() else { panic!("no login") };
+        s.accept_login(user, vec![MessageInfo::new(7, "u").unwrap()]).unwrap();
+        let Some(Event::Retrieve { index: 0, top_lines }) = s.poll_event() else { panic!("no retrieve") };
+        prop_assert_eq!(top_lines, top);
+        let mut head = Vec::new();
+        s.poll_transmit(&mut head);
+        let mut out = Vec::new();
+        for p in pieces(&message, &cuts) {
+            if !s.message_data(&p).unwrap() {
+                break;
+            }
+            s.poll_transmit(&mut out);
+        }
+        s.message_end().unwrap();
+        s.poll_transmit(&mut out);
+        let head_len = if top.is_some() { "+OK top of message follows\r\n".len() } else { "+OK 7 octets\r\n".len() };
+        let want = stuffed(&message, top);
+        prop_assert_eq!(
+            String::from_utf8_lossy(&out[head_len..]),
+            String::from_utf8_lossy(&want),
+            "message {:?}",
+            String::from_utf8_lossy(&message)
+        );
+    }
+}

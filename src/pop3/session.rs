@@ -796,6 +796,9 @@ impl Session {
 impl Stream {
     /// Writes `data` dot-stuffed with `CRLF` line endings, honouring TOP's line count.
     fn write(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.top.is_none() {
+            return self.write_all(data, out);
+        }
         let mut rest = data;
         while !rest.is_empty() && !self.done {
             let (segment, lf) = match memchr::memchr(b'\n', rest) {
@@ -834,6 +837,42 @@ impl Stream {
                 }
             }
         }
+    }
+}
+
+impl Stream {
+    /// RETR's path (no line count): copies runs of ordinary lines in one piece and only
+    /// stops at the two places that need a byte inserted, a line starting with `.` and a
+    /// bare `LF`. Same output as the line-by-line path.
+    fn write_all(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = data.last() else { return };
+        // Stuffing every line of a 1-octet-per-line message at most triples it.
+        out.reserve(data.len() + data.len() / 8 + 2);
+        if self.line_start && data.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        let mut copied = 0;
+        for lf in memchr::memchr_iter(b'\n', data) {
+            let cr = match lf.checked_sub(1) {
+                Some(i) => data.get(i) == Some(&b'\r'),
+                None => self.prev_cr,
+            };
+            let dot = data.get(lf + 1) == Some(&b'.');
+            if !cr || dot {
+                out.extend_from_slice(data.get(copied..lf).unwrap_or_default());
+                if !cr {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                if dot {
+                    out.push(b'.');
+                }
+                copied = lf + 1;
+            }
+        }
+        out.extend_from_slice(data.get(copied..).unwrap_or_default());
+        self.line_start = last == b'\n';
+        self.prev_cr = last == b'\r';
     }
 }
 

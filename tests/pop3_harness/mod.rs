@@ -238,9 +238,12 @@ pub fn rfc_store() -> Store {
 pub fn stuffed(message: &[u8], top: Option<u32>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut lines: Vec<&[u8]> = message.split(|b| *b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
+    // The piece after the last LF: a line without a final newline, kept as it is.
+    let unterminated = lines.pop().filter(|l| !l.is_empty());
+    let lines = lines
+        .into_iter()
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .chain(unterminated);
     let mut in_body = false;
     let mut body_lines = 0u32;
     for line in lines {
@@ -249,7 +252,6 @@ pub fn stuffed(message: &[u8], top: Option<u32>) -> Vec<u8> {
                 break;
             }
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.first() == Some(&b'.') {
             out.push(b'.');
         }
