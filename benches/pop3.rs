@@ -163,7 +163,7 @@ fn message() -> &'static [u8] {
         let mut m = Vec::with_capacity(MESSAGE_SIZE);
         let mut i = 0u32;
         while m.len() + 80 <= MESSAGE_SIZE {
-            let first = if i % 16 == 0 { b'.' } else { b'a' + (i % 26) as u8 };
+            let first = if i.is_multiple_of(16) { b'.' } else { b'a' + (i % 26) as u8 };
             m.push(first);
             m.extend((1..78u8).map(|j| b'a' + (j + i as u8) % 26));
             m.extend_from_slice(b"\r\n");

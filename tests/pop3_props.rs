@@ -77,7 +77,8 @@ fn input() -> impl Strategy<Value = Vec<u8>> {
 
 /// Cuts `input` at the given offsets (taken modulo its length).
 fn pieces(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let mut at: Vec<usize> = cuts.iter().map(|c| if input.is_empty() { 0 } else { c % input.len() }).collect();
+    let mut at: Vec<usize> =
+        cuts.iter().map(|c| if input.is_empty() { 0 } else { c % input.len() }).collect();
     at.push(0);
     at.push(input.len());
     at.sort_unstable();

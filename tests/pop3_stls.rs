@@ -113,7 +113,12 @@ fn bytes_during_the_handshake_are_dropped() {
 
 #[test]
 fn the_session_waits_for_the_handshake() {
-    let mut d = Driver::new(tls_config(), std::rc::Rc::new(std::cell::RefCell::new(store())), Feed::Serve, Knobs::default());
+    let mut d = Driver::new(
+        tls_config(),
+        std::rc::Rc::new(std::cell::RefCell::new(store())),
+        Feed::Serve,
+        Knobs::default(),
+    );
     d.take_output();
     assert!(d.session.wants_read());
     assert_eq!(d.talk(b"STLS\r\n"), "+OK Begin TLS negotiation\r\n");
@@ -265,7 +270,10 @@ fn plaintext_logins_refused_before_tls_and_accepted_after() {
     .with_config(tls_config())
     .run();
     assert_eq!(o.violations(), vec![Violation::PlaintextAuthRefused; 5]);
-    assert!(o.events.contains(&Ev::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0alice\0secret".to_vec()) }));
+    assert!(
+        o.events
+            .contains(&Ev::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0alice\0secret".to_vec()) })
+    );
     for user_pass in [true, false] {
         let login = if user_pass {
             "C: USER bob\nS: +OK\nC: PASS hunter2\n".to_owned()

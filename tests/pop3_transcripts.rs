@@ -359,7 +359,10 @@ fn auth_plain_with_initial_response() {
         b64(b"\0alice\0secret"),
         total()
     ));
-    assert_eq!(o.events[0], Ev::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0alice\0secret".to_vec()) });
+    assert_eq!(
+        o.events[0],
+        Ev::Auth { mechanism: "PLAIN".into(), initial: Some(b"\0alice\0secret".to_vec()) }
+    );
 }
 
 #[test]

@@ -160,7 +160,8 @@ pub const A_BARE_LF: usize = 2;
 pub const A_NO_NEWLINE: usize = 3;
 pub const A_LARGE: usize = 4;
 
-pub const HELLO: &[u8] = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHi Alice,\r\nlunch?\r\n";
+pub const HELLO: &[u8] =
+    b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHi Alice,\r\nlunch?\r\n";
 pub const DOTS: &[u8] =
     b"Subject: dots\r\n\r\n.leading dot\r\n.\r\n..two dots\r\nnot . a dot\r\n.\r\n\r\n. \r\nlast\r\n";
 pub const BARE_LF: &[u8] = b"Subject: bare lf\n\nline one\n.dot line\n\nline four\n";
@@ -240,17 +241,12 @@ pub fn stuffed(message: &[u8], top: Option<u32>) -> Vec<u8> {
     let mut lines: Vec<&[u8]> = message.split(|b| *b == b'\n').collect();
     // The piece after the last LF: a line without a final newline, kept as it is.
     let unterminated = lines.pop().filter(|l| !l.is_empty());
-    let lines = lines
-        .into_iter()
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .chain(unterminated);
+    let lines = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l)).chain(unterminated);
     let mut in_body = false;
     let mut body_lines = 0u32;
     for line in lines {
-        if let Some(n) = top {
-            if in_body && body_lines >= n {
-                break;
-            }
+        if top.is_some_and(|n| in_body && body_lines >= n) {
+            break;
         }
         if line.first() == Some(&b'.') {
             out.push(b'.');
@@ -441,10 +437,10 @@ impl App {
     pub fn handle(&mut self, s: &mut Session, event: Event) {
         let ev = Ev::of(&event);
         self.events.push(ev.clone());
-        if let Ev::Closed(_) = ev {
-            if let Some(user) = self.user.take() {
-                self.store.borrow_mut().locked.remove(&user);
-            }
+        if matches!(ev, Ev::Closed(_))
+            && let Some(user) = self.user.take()
+        {
+            self.store.borrow_mut().locked.remove(&user);
         }
         if !ev.is_decision() {
             return;
@@ -460,7 +456,12 @@ impl App {
     pub fn decide(&mut self, s: &mut Session, event: Event) {
         match event {
             Event::Login { user, password } => {
-                let ok = self.store.borrow().mailboxes.get(&user).is_some_and(|m| m.password == password.as_bytes());
+                let ok = self
+                    .store
+                    .borrow()
+                    .mailboxes
+                    .get(&user)
+                    .is_some_and(|m| m.password == password.as_bytes());
                 self.login(s, ok.then_some(user));
             }
             Event::Apop { user, timestamp, digest } => {
@@ -836,7 +837,10 @@ impl Script {
 pub enum Split {
     Whole,
     /// Step `step` in two calls, the first of `at` bytes.
-    At { step: usize, at: usize },
+    At {
+        step: usize,
+        at: usize,
+    },
     Bytewise,
 }
 
@@ -1119,7 +1123,10 @@ pub fn diff(a: &Outcome, b: &Outcome) -> String {
         s += &format!("closed: want {:?} got {:?}\n", a.close_reason, b.close_reason);
     }
     if a.api_errors != b.api_errors || a.tls_errors != b.tls_errors {
-        s += &format!("errors: want {:?}/{:?} got {:?}/{:?}\n", a.api_errors, a.tls_errors, b.api_errors, b.tls_errors);
+        s += &format!(
+            "errors: want {:?}/{:?} got {:?}/{:?}\n",
+            a.api_errors, a.tls_errors, b.api_errors, b.tls_errors
+        );
     }
     s
 }
