@@ -342,13 +342,26 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     /// RETR and TOP of arbitrary stored bytes (dots, CR, LF in any order), pushed in
     /// arbitrary chunks, give exactly the reference wire form.
     #[test]
     fn streamed_message_matches_the_reference(
-        message in prop::collection::vec(prop::sample::select(vec![b'a', b'.', b'\r', b'\n', b' ']), 0..400),
+        message in prop_oneof![
+            // Any bytes that matter, in any order.
+            prop::collection::vec(prop::sample::select(vec![b'a', b'.', b'\r', b'\n', b' ']), 0..400),
+            // Mostly ordinary CRLF lines (long runs with nothing to change), some special.
+            prop::collection::vec(
+                prop_oneof![
+                    8 => (0usize..120).prop_map(|n| [vec![b'a'; n], b"\r\n".to_vec()].concat()),
+                    1 => prop::sample::select(vec![&b".\r\n"[..], b"..x\r\n", b"bare\n", b"\n", b"\r", b".", b"\r\n."])
+                        .prop_map(<[u8]>::to_vec),
+                ],
+                0..60,
+            )
+            .prop_map(|v| v.concat()),
+        ],
         cuts in prop::collection::vec(any::<usize>(), 0..12),
         top in prop::option::of(0u32..6),
     ) {
