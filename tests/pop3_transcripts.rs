@@ -1230,3 +1230,50 @@ fn pipelined_auth_exchange() {
         total()
     ));
 }
+
+#[test]
+#[ignore = "bug: PASS is accepted after other commands following USER (RFC 1939 §7: only immediately \
+            after a successful USER)"]
+fn pass_only_immediately_after_user() {
+    run(&format!(
+        "S: {}
+         C: USER alice
+         S: +OK
+         C: NOOP
+         S: -ERR command not valid before login
+         C: PASS secret
+         S: -ERR send USER first
+        ",
+        greeting()
+    ));
+}
+
+#[test]
+fn in_use_rejections_count_as_failed_logins() {
+    // Documents current behaviour: any rejected login counts towards `auth_failures`,
+    // whatever its response code, so a client with the right password whose maildrop is
+    // locked is disconnected as if it guessed passwords (see the report).
+    let o = Transcript::new(&format!(
+        "S: {}
+         C: USER alice
+         C: PASS secret
+         C: USER alice
+         C: PASS secret
+         C: USER alice
+         C: PASS secret
+         S: +OK
+         S: -ERR [IN-USE] maildrop already locked
+         S: +OK
+         S: -ERR [IN-USE] maildrop already locked
+         S: +OK
+         S: -ERR [IN-USE] maildrop already locked
+         S: -ERR [AUTH] too many failures
+        ",
+        greeting()
+    ))
+    .store(|s| {
+        s.locked.insert("alice".into());
+    })
+    .run();
+    assert_eq!(o.violations(), vec![Violation::TooManyAuthFailures]);
+}
