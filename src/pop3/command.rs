@@ -107,29 +107,79 @@ pub enum ParseError {
 /// RFC 1939 §3: "each argument may be up to 40 characters long".
 const MAX_ARG: usize = 40;
 
-fn keyword(word: &[u8]) -> u32 {
-    // Four ASCII letters lower-cased into a u32 (shorter words padded with 0).
-    let mut k = [0u8; 4];
-    for (dst, src) in k.iter_mut().zip(word) {
-        *dst = src.to_ascii_lowercase();
+/// The verb lower-cased into a `u32` (little-endian, a 3-letter verb padded with 0).
+///
+/// `| 0x20` lower-cases ASCII letters and leaves every other byte outside `a..=z`, so
+/// comparing with an all-letter keyword is an exact case-insensitive comparison.
+fn keyword(word: &[u8]) -> Option<u32> {
+    match *word {
+        [a, b, c] => Some(u32::from_le_bytes([a, b, c, 0]) | 0x0020_2020),
+        [a, b, c, d] => Some(u32::from_le_bytes([a, b, c, d]) | 0x2020_2020),
+        _ => None,
     }
-    u32::from_le_bytes(k)
 }
 
 const fn kw(s: &[u8; 4]) -> u32 {
     u32::from_le_bytes(*s)
 }
 
-fn number(arg: &str) -> Result<u32, ParseError> {
+const USER: u32 = kw(b"user");
+const PASS: u32 = kw(b"pass");
+const APOP: u32 = kw(b"apop");
+const AUTH: u32 = kw(b"auth");
+const STAT: u32 = kw(b"stat");
+const LIST: u32 = kw(b"list");
+const RETR: u32 = kw(b"retr");
+const DELE: u32 = kw(b"dele");
+const NOOP: u32 = kw(b"noop");
+const RSET: u32 = kw(b"rset");
+const QUIT: u32 = kw(b"quit");
+const TOP: u32 = kw(b"top\0");
+const UIDL: u32 = kw(b"uidl");
+const CAPA: u32 = kw(b"capa");
+const STLS: u32 = kw(b"stls");
+
+fn number(arg: &[u8]) -> Result<u32, ParseError> {
     // Digits only (no sign), as RFC 1939's grammar says; at most 10 of them.
-    if arg.is_empty() || arg.len() > 10 || !arg.bytes().all(|b| b.is_ascii_digit()) {
+    if arg.is_empty() || arg.len() > 10 {
         return Err(ParseError::Syntax);
     }
-    arg.parse().map_err(|_| ParseError::Syntax)
+    let mut n = 0u64;
+    for b in arg {
+        if !b.is_ascii_digit() {
+            return Err(ParseError::Syntax);
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).map_err(|_| ParseError::Syntax)
 }
 
-fn arg_ok(arg: &str) -> bool {
-    !arg.is_empty() && arg.len() <= MAX_ARG && !arg.bytes().any(|b| b.is_ascii_control() || b == b' ')
+fn arg_ok(arg: &[u8]) -> bool {
+    !arg.is_empty() && arg.len() <= MAX_ARG && !arg.iter().any(|b| b.is_ascii_control() || *b == b' ')
+}
+
+fn text(arg: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(arg).map_err(|_| ParseError::InvalidUtf8)
+}
+
+type Args<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Splits the arguments at single spaces: at most two, no control characters.
+fn two_args(rest: Option<&[u8]>) -> Result<Args<'_>, ParseError> {
+    let Some(rest) = rest else { return Ok((None, None)) };
+    let mut space = None;
+    for (i, b) in rest.iter().enumerate() {
+        if b.is_ascii_control() || (*b == b' ' && space.is_some()) {
+            return Err(ParseError::Syntax);
+        }
+        if *b == b' ' {
+            space = Some(i);
+        }
+    }
+    Ok(match space {
+        Some(i) => (rest.get(..i), rest.get(i + 1..)),
+        None => (Some(rest), None),
+    })
 }
 
 impl<'a> Command<'a> {
@@ -144,32 +194,35 @@ impl<'a> Command<'a> {
     /// assert!(Command::parse(b"RETR -1").is_err());
     /// ```
     pub fn parse(line: &'a [u8]) -> Result<Self, ParseError> {
-        let line = std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?;
-        let (word, rest) = match line.split_once(' ') {
-            Some((w, r)) => (w, Some(r)),
+        // A line that is not UTF-8 is always `InvalidUtf8`. The parser works on bytes and
+        // validates only the arguments it returns as text: whatever it accepts is UTF-8
+        // (verbs and numbers are ASCII), so the whole line is validated on errors only.
+        match Self::parse_bytes(line) {
+            Err(e) if e != ParseError::InvalidUtf8 && std::str::from_utf8(line).is_err() => {
+                Err(ParseError::InvalidUtf8)
+            }
+            r => r,
+        }
+    }
+
+    fn parse_bytes(line: &'a [u8]) -> Result<Self, ParseError> {
+        // Verbs have 3 or 4 letters: a space, if any, ends the verb within 5 bytes.
+        let (word, rest) = match line.iter().take(5).position(|b| *b == b' ') {
+            Some(i) => (line.get(..i).unwrap_or_default(), line.get(i + 1..)),
             None => (line, None),
         };
-        if word.len() < 3 || word.len() > 4 {
-            return Err(ParseError::UnknownCommand);
-        }
-        let k = keyword(word.as_bytes());
+        let Some(k) = keyword(word) else { return Err(ParseError::UnknownCommand) };
         // PASS takes the rest of the line verbatim; everything else is split on single
         // spaces with RFC 1939's 40-character argument limit.
-        if k == kw(b"pass") {
+        if k == PASS {
             return match rest {
-                Some(p) if !p.is_empty() && !p.bytes().any(|b| b.is_ascii_control()) => Ok(Command::Pass(p)),
+                Some(p) if !p.is_empty() && !p.iter().any(|b| b.is_ascii_control()) => {
+                    Ok(Command::Pass(text(p)?))
+                }
                 _ => Err(ParseError::Syntax),
             };
         }
-        if rest.is_some_and(|r| r.bytes().any(|b| b.is_ascii_control())) {
-            return Err(ParseError::Syntax);
-        }
-        let mut args = rest.map(|r| r.split(' ')).into_iter().flatten();
-        let a1 = args.next();
-        let a2 = args.next();
-        if args.next().is_some() {
-            return Err(ParseError::Syntax);
-        }
+        let (a1, a2) = two_args(rest)?;
         let none = |cmd: Command<'a>| if a1.is_none() { Ok(cmd) } else { Err(ParseError::Syntax) };
         let one_num = || match (a1, a2) {
             (Some(a), None) => number(a),
@@ -181,49 +234,51 @@ impl<'a> Command<'a> {
             _ => Err(ParseError::Syntax),
         };
         match k {
-            k if k == kw(b"user") => match (a1, a2) {
-                (Some(n), None) if arg_ok(n) => Ok(Command::User(n)),
+            USER => match (a1, a2) {
+                (Some(n), None) if arg_ok(n) => Ok(Command::User(text(n)?)),
                 _ => Err(ParseError::Syntax),
             },
-            k if k == kw(b"apop") => match (a1, a2) {
+            APOP => match (a1, a2) {
                 (Some(name), Some(digest)) if arg_ok(name) && arg_ok(digest) => {
-                    Ok(Command::Apop { name, digest })
+                    Ok(Command::Apop { name: text(name)?, digest: text(digest)? })
                 }
                 _ => Err(ParseError::Syntax),
             },
-            k if k == kw(b"auth") => match (a1, a2) {
+            AUTH => match (a1, a2) {
                 (None, _) => Ok(Command::Auth { mechanism: None, initial_response: None }),
                 (Some(m), ir) if valid_mechanism(m) => {
                     // The initial response is base64 (or `=`), bounded by the 255-octet line.
-                    if ir.is_some_and(|r| r.is_empty()) {
-                        return Err(ParseError::Syntax);
-                    }
-                    Ok(Command::Auth { mechanism: Some(m), initial_response: ir })
+                    let initial_response = match ir {
+                        Some([]) => return Err(ParseError::Syntax),
+                        Some(r) => Some(text(r)?),
+                        None => None,
+                    };
+                    Ok(Command::Auth { mechanism: Some(text(m)?), initial_response })
                 }
                 _ => Err(ParseError::Syntax),
             },
-            k if k == kw(b"stat") => none(Command::Stat),
-            k if k == kw(b"list") => opt_num().map(Command::List),
-            k if k == kw(b"retr") => one_num().map(Command::Retr),
-            k if k == kw(b"dele") => one_num().map(Command::Dele),
-            k if k == kw(b"noop") => none(Command::Noop),
-            k if k == kw(b"rset") => none(Command::Rset),
-            k if k == kw(b"quit") => none(Command::Quit),
-            k if k == kw(b"top\0") && word.len() == 3 => match (a1, a2) {
+            STAT => none(Command::Stat),
+            LIST => opt_num().map(Command::List),
+            RETR => one_num().map(Command::Retr),
+            DELE => one_num().map(Command::Dele),
+            NOOP => none(Command::Noop),
+            RSET => none(Command::Rset),
+            QUIT => none(Command::Quit),
+            TOP => match (a1, a2) {
                 (Some(m), Some(n)) => Ok(Command::Top { msg: number(m)?, lines: number(n)? }),
                 _ => Err(ParseError::Syntax),
             },
-            k if k == kw(b"uidl") => opt_num().map(Command::Uidl),
-            k if k == kw(b"capa") => none(Command::Capa),
-            k if k == kw(b"stls") => none(Command::Stls),
+            UIDL => opt_num().map(Command::Uidl),
+            CAPA => none(Command::Capa),
+            STLS => none(Command::Stls),
             _ => Err(ParseError::UnknownCommand),
         }
     }
 }
 
 /// RFC 4422 §3.1 mechanism names: 1 to 20 of `A-Z 0-9 - _` (case-insensitive here).
-fn valid_mechanism(m: &str) -> bool {
-    (1..=20).contains(&m.len()) && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+fn valid_mechanism(m: &[u8]) -> bool {
+    (1..=20).contains(&m.len()) && m.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
 impl fmt::Display for Command<'_> {
