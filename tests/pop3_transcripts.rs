@@ -134,7 +134,7 @@ fn apop_disabled() {
     let o = Transcript::new(
         "S: +OK POP3 server ready
          C: APOP alice c4c9334bac560ecc979e58001b3e22fb
-         S: -ERR APOP not supported
+         S: -ERR APOP not available on this connection
         ",
     )
     .config(|c| c.apop = false)
@@ -583,7 +583,7 @@ fn in_use_with_two_real_sessions_sharing_the_store() {
     assert_eq!(b.talk(b"USER alice\r\nPASS secret\r\n"), "+OK\r\n-ERR [IN-USE] maildrop already locked\r\n");
     let auth = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"));
     assert_eq!(b.talk(auth.as_bytes()), "-ERR [IN-USE] maildrop already locked\r\n");
-    assert_eq!(a.talk(b"DELE 1\r\nQUIT\r\n"), "+OK message 1 deleted\r\n+OK Bye, 1 messages deleted\r\n");
+    assert_eq!(a.talk(b"DELE 1\r\nQUIT\r\n"), "+OK message 1 deleted\r\n+OK Bye, 1 message deleted\r\n");
     assert!(shared.borrow().locked.is_empty());
     assert_eq!(b.talk(b"USER alice\r\nPASS secret\r\n"), "+OK\r\n+OK Logged in, 4 messages\r\n");
     // A dropped connection releases the lock too (the application does it on Closed).
@@ -998,8 +998,6 @@ fn a_trickled_command_does_not_extend_the_timer() {
 }
 
 #[test]
-#[ignore = "bug: poll_timeout keeps returning a past deadline while a decision is pending, so a \
-            timer loop spins (see the report)"]
 fn poll_timeout_is_not_stale_while_a_decision_is_pending() {
     let mut d = Driver::new(
         config(),
@@ -1174,7 +1172,7 @@ fn pipelined_groups_are_answered_in_order() {
          {dots}S: +OK message 1 deleted
          S: -ERR unknown command
          S: +OK
-         S: +OK Bye, 1 messages deleted
+         S: +OK Bye, 1 message deleted
         ",
         greeting = greeting(),
         total = total(),
@@ -1205,7 +1203,7 @@ fn pipelining_across_a_failed_and_a_successful_login() {
          S: +OK Logged in, 2 messages
          S: +OK 2 {}
          S: +OK message 2 deleted
-         S: +OK Bye, 1 messages deleted
+         S: +OK Bye, 1 message deleted
         ",
         greeting(),
         store().mailboxes["bob"].messages.iter().map(Stored::wire_size).sum::<u64>()
@@ -1232,8 +1230,6 @@ fn pipelined_auth_exchange() {
 }
 
 #[test]
-#[ignore = "bug: PASS is accepted after other commands following USER (RFC 1939 §7: only immediately \
-            after a successful USER)"]
 fn pass_only_immediately_after_user() {
     run(&format!(
         "S: {}
@@ -1249,10 +1245,10 @@ fn pass_only_immediately_after_user() {
 }
 
 #[test]
-fn in_use_rejections_count_as_failed_logins() {
-    // Documents current behaviour: any rejected login counts towards `auth_failures`,
-    // whatever its response code, so a client with the right password whose maildrop is
-    // locked is disconnected as if it guessed passwords (see the report).
+fn in_use_rejections_do_not_count_as_failed_logins() {
+    // A client with the right password whose maildrop is locked is not guessing
+    // passwords: [IN-USE] (like [LOGIN-DELAY] and [SYS/...]) does not count towards
+    // `auth_failures`.
     let o = Transcript::new(&format!(
         "S: {}
          C: USER alice
@@ -1261,13 +1257,14 @@ fn in_use_rejections_count_as_failed_logins() {
          C: PASS secret
          C: USER alice
          C: PASS secret
+         C: QUIT
          S: +OK
          S: -ERR [IN-USE] maildrop already locked
          S: +OK
          S: -ERR [IN-USE] maildrop already locked
          S: +OK
          S: -ERR [IN-USE] maildrop already locked
-         S: -ERR [AUTH] too many failures
+         S: +OK Bye
         ",
         greeting()
     ))
@@ -1275,5 +1272,5 @@ fn in_use_rejections_count_as_failed_logins() {
         s.locked.insert("alice".into());
     })
     .run();
-    assert_eq!(o.violations(), vec![Violation::TooManyAuthFailures]);
+    assert_eq!(o.violations(), vec![]);
 }

@@ -161,9 +161,9 @@ impl Session {
             apop_offered: false,
             close_reason: None,
         };
-        // The timestamp is only offered when APOP can be used on this connection (a
-        // client would otherwise try APOP and fail).
-        s.apop_offered = s.config.apop && s.config.allow_plaintext_auth;
+        // The timestamp is only offered when APOP can be used on this connection, now or
+        // after STLS (a client would otherwise try APOP and fail).
+        s.apop_offered = s.config.apop && (s.config.allow_plaintext_auth || s.config.stls);
         let greeting = if s.apop_offered {
             format!("POP3 server ready {}", s.timestamp)
         } else {
@@ -261,10 +261,11 @@ impl Session {
         self.close(None, CloseReason::ConnectionLost);
     }
 
-    /// The next deadline.
+    /// The next deadline. `None` while the session is closed or a decision is pending
+    /// (the autologout timer measures the client's idleness, not the application's).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.is_closed() { None } else { self.deadline }
+        if self.is_closed() || self.pending.is_some() { None } else { self.deadline }
     }
 
     /// Handles the passage of time: past the autologout timer the session closes
@@ -300,10 +301,15 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Appends the bytes to send to `buf`; returns how many.
+    /// Appends the bytes to send to `buf`; returns how many. An empty `buf` takes the
+    /// session's buffer whole, without copying.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
         let n = self.out.len();
-        buf.append(&mut self.out);
+        if buf.is_empty() {
+            std::mem::swap(buf, &mut self.out);
+        } else {
+            buf.append(&mut self.out);
+        }
         n
     }
 
@@ -423,9 +429,14 @@ impl Session {
             Some(Pending::Login | Pending::Auth) => {
                 self.end_auth();
                 self.user = None;
-                self.auth_failures = self.auth_failures.saturating_add(1);
+                // Only credential failures count: a locked maildrop ([IN-USE]), a login
+                // delay or a system problem is not the client guessing passwords.
+                let credential_failure = matches!(reply.code(), None | Some(ResponseCode::Auth));
+                if credential_failure {
+                    self.auth_failures = self.auth_failures.saturating_add(1);
+                }
                 reply.write_to(&mut self.out);
-                if self.auth_failures >= self.config.limits.auth_failures {
+                if credential_failure && self.auth_failures >= self.config.limits.auth_failures {
                     self.violation(Violation::TooManyAuthFailures);
                     self.close(
                         Some(Reply::err(Some(ResponseCode::Auth), "too many failures")),
@@ -585,6 +596,10 @@ impl Session {
             Err(_) => return self.bad(Reply::err(None, "invalid arguments")),
         };
         let authorization = matches!(self.phase, Phase::Authorization);
+        if !matches!(cmd, Command::Pass(_)) {
+            // RFC 1939 §7: PASS only immediately after a successful USER.
+            self.user = None;
+        }
         match cmd {
             Command::Capa => self.capa(),
             Command::Noop if !authorization => Reply::ok("").write_to(&mut self.out),

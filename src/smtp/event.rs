@@ -37,6 +37,12 @@ pub enum Event {
     MessageEnd(MessageEnd),
     /// The message being received will not be accepted: throw away what
     /// [`Event::MessageData`] delivered. The session answers the client itself.
+    ///
+    /// When the session refuses a message for its content (size, bare line endings, line
+    /// length), [`Event::MessageData`] stops as soon as the session knows, and this event
+    /// comes at the end of the message with the reason decided from the whole message, so
+    /// the reason and the reply never depend on how the input was split. A timeout, a lost
+    /// connection or a reset reports it at once.
     MessageAborted(AbortReason),
     /// The client asked for TLS and the session answered `220`. Send everything
     /// [`poll_transmit`](super::Session::poll_transmit) has, run the TLS handshake, then

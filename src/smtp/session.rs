@@ -464,11 +464,16 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Appends the bytes to send to `buf` and returns how many were appended.
+    /// Appends the bytes to send to `buf` and returns how many were appended. An empty
+    /// `buf` takes the session's buffer whole, without copying.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
         self.greeting_unsent = false;
         let n = self.out.len();
-        buf.append(&mut self.out);
+        if buf.is_empty() {
+            std::mem::swap(buf, &mut self.out);
+        } else {
+            buf.append(&mut self.out);
+        }
         n
     }
 

@@ -737,9 +737,9 @@ impl Outcome {
     }
 
     /// The comparable form: the byte counts of early-talker reports depend on how much
-    /// arrived in the first `receive`, so only their presence is compared (the same for
-    /// the bare line-ending counts of a refused message); message content delivered before
-    /// a `MessageAborted` is dropped; data is ordered before violations and refusals
+    /// arrived in the first `receive`, so only their presence is compared; message content
+    /// delivered before a `MessageAborted`, or in a message the transcript never finished,
+    /// is dropped; data is ordered before violations and refusals
     /// reported with it.
     pub fn normalized(&self) -> Self {
         let mut o = self.clone();
@@ -748,16 +748,6 @@ impl Outcome {
             let ev = match ev {
                 Ev::Violation(Violation::EarlyTalker { .. }) => {
                     Ev::Violation(Violation::EarlyTalker { bytes: 0 })
-                }
-                // Under `Reject` the counts are those found when the message was doomed,
-                // which depends on how much arrived in that `receive` (reported; pinned by
-                // `smtp_smuggling::reject_counts_do_not_depend_on_split`).
-                Ev::Violation(Violation::BareLineEndingInData { normalized: false, .. }) => {
-                    Ev::Violation(Violation::BareLineEndingInData {
-                        bare_lf: 0,
-                        bare_cr: 0,
-                        normalized: false,
-                    })
                 }
                 other => other,
             };
@@ -813,6 +803,17 @@ impl Outcome {
             }
         }
         flush(&mut run, &mut ordered);
+        // The content of a message that never ended (the transcript stopped inside it) is
+        // not final: if the message was already refused, how much got out before the
+        // session stopped handing it over depends on the split.
+        let unfinished = ordered
+            .iter()
+            .rposition(|e| matches!(e, Ev::DataStart { .. }))
+            .filter(|&i| !ordered[i..].iter().any(|e| matches!(e, Ev::MessageEnd(_) | Ev::Aborted(_))));
+        if let Some(i) = unfinished {
+            let tail: Vec<Ev> = ordered.split_off(i);
+            ordered.extend(tail.into_iter().filter(|e| !matches!(e, Ev::Data(_))));
+        }
         o.events = ordered;
         o
     }

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use postern::TlsInfo;
 use postern::pop3::{
-    CloseReason, Config, Error, Event, Maildrop, MessageInfo, Reply, ResponseCode, Session, Violation,
-    apop_verify, serve_maildrop,
+    CloseReason, Config, Error, Event, Maildrop, MessageInfo, Reply, ResponseCode, ServeError, Served,
+    Session, Violation, apop_verify, serve_maildrop,
 };
 
 // ----- clock and configuration -------------------------------------------------------
@@ -406,6 +406,8 @@ pub struct App {
     /// Errors returned by the session's decision methods other than `Closed`.
     pub api_errors: Vec<Error>,
     pub deferred: VecDeque<Event>,
+    /// What `serve_maildrop` wrote to the connection (the driver moves it to its output).
+    pub sink: Vec<u8>,
     chunk: usize,
 }
 
@@ -422,6 +424,7 @@ impl App {
             logins: 0,
             api_errors: Vec::new(),
             deferred: VecDeque::new(),
+            sink: Vec::new(),
             chunk: 0,
         }
     }
@@ -496,8 +499,16 @@ impl App {
                         fail_read_at: self.knobs.fail_read_at,
                         fail_commit: self.knobs.fail_commit,
                     };
-                    let r = serve_maildrop(s, Event::Retrieve { index, top_lines }, &mut view);
-                    assert!(matches!(r, Ok(None) | Err(Error::Closed)), "{r:?}");
+                    let r =
+                        serve_maildrop(s, Event::Retrieve { index, top_lines }, &mut view, &mut self.sink);
+                    assert!(
+                        matches!(
+                            r,
+                            Ok(Served::Sent { .. } | Served::ReadFailed { .. })
+                                | Err(ServeError::Session(Error::Closed))
+                        ),
+                        "{r:?}"
+                    );
                 }
                 Feed::Chunks => self.chunks(s, index),
             },
@@ -510,8 +521,15 @@ impl App {
                         fail_read_at: self.knobs.fail_read_at,
                         fail_commit: self.knobs.fail_commit,
                     };
-                    let r = serve_maildrop(s, Event::Update { deleted }, &mut view);
-                    assert!(matches!(r, Ok(None) | Err(Error::Closed)), "{r:?}");
+                    let r = serve_maildrop(s, Event::Update { deleted }, &mut view, &mut self.sink);
+                    assert!(
+                        matches!(
+                            r,
+                            Ok(Served::Updated { .. } | Served::UpdateFailed(_))
+                                | Err(ServeError::Session(Error::Closed))
+                        ),
+                        "{r:?}"
+                    );
                 }
                 Feed::Chunks => {
                     let r = if self.knobs.fail_commit {
@@ -643,6 +661,8 @@ impl Driver {
         while let Some(e) = self.session.poll_event() {
             self.app.handle(&mut self.session, e);
         }
+        // What serve_maildrop already wrote comes before what the session still holds.
+        self.out.append(&mut self.app.sink);
         self.session.poll_transmit(&mut self.out);
     }
 
