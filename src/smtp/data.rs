@@ -57,20 +57,14 @@ impl DataViolations {
 /// ```
 #[derive(Clone, Debug)]
 pub struct DataReceiver {
-    policy: BareLineEnding,
-    max_line: Option<usize>,
+    lines: Lines,
     state: State,
     /// `true` at a line start (for dot-unstuffing).
     line_start: bool,
     /// `true` if the current line start came from a real `CRLF` (or the body start), so
     /// that a `.CRLF` here ends the message.
     real_line_start: bool,
-    /// Octets of the current line so far, including its terminator once seen.
-    line_len: usize,
-    discard: bool,
     received: u64,
-    written: u64,
-    violations: DataViolations,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,30 +89,25 @@ impl DataReceiver {
     #[must_use]
     pub fn new(policy: BareLineEnding, max_text_line: Option<usize>) -> Self {
         Self {
-            policy,
-            max_line: max_text_line,
+            lines: Lines::new(policy, max_text_line),
             state: State::Text,
             line_start: true,
             real_line_start: true,
-            line_len: 0,
-            discard: false,
             received: 0,
-            written: 0,
-            violations: DataViolations::default(),
         }
     }
 
     /// Stops appending message bytes to the output (the message is already refused, for
     /// example because it is too large); the end is still found exactly.
     pub fn set_discard(&mut self) {
-        self.discard = true;
+        self.lines.discard = true;
     }
 
     /// `true` once output has stopped, by [`set_discard`](Self::set_discard) or because
     /// a violation doomed the message.
     #[must_use]
     pub fn is_discarding(&self) -> bool {
-        self.discard
+        self.lines.discard
     }
 
     /// `true` once the terminator has been seen.
@@ -137,13 +126,13 @@ impl DataReceiver {
     /// they were written out.
     #[must_use]
     pub fn message_size(&self) -> u64 {
-        self.written
+        self.lines.written
     }
 
     /// What was wrong with the message so far.
     #[must_use]
     pub fn violations(&self) -> DataViolations {
-        self.violations
+        self.lines.violations
     }
 
     /// Scans `input`, appending message content to `out`.
@@ -154,71 +143,89 @@ impl DataReceiver {
         if self.state == State::Done {
             return (0, true);
         }
-        for (i, &b) in input.iter().enumerate() {
-            self.step(b, out);
-            if self.state == State::Done {
-                let used = i + 1;
-                self.received = self.received.saturating_add(used as u64);
-                return (used, true);
+        let used = if self.lines.normalize() {
+            self.scan::<true>(input, out)
+        } else {
+            self.scan::<false>(input, out)
+        };
+        self.received = self.received.saturating_add(used as u64);
+        (used, self.state == State::Done)
+    }
+
+    /// The scanning loop: express lane over clean stretches, the exact path over
+    /// windows that need work, and the byte stepper where the state machine is inside a
+    /// line ending or a dot sequence. Returns the bytes consumed.
+    fn scan<const NORM: bool>(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut pos = 0;
+        let mut out = Pending::new(out);
+        let mut lane = Lane::new(self.lines.max_line);
+        while let Some(&b) = input.get(pos) {
+            // The fast paths need `Text` and the byte before `pos` in `input`.
+            if self.state != State::Text || pos == 0 {
+                out.flush(input, pos, self.lines.discard);
+                self.step(b, out.vec());
+                pos += 1;
+                out.skip_to(pos);
+                if self.state == State::Done {
+                    break;
+                }
+                continue;
             }
-        }
-        self.received = self.received.saturating_add(input.len() as u64);
-        (input.len(), false)
-    }
-
-    fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
-        self.written = self.written.saturating_add(bytes.len() as u64);
-        if !self.discard {
-            out.extend_from_slice(bytes);
-        }
-    }
-
-    fn violation(&mut self, kind: fn(&mut DataViolations) -> &mut u64) {
-        let n = kind(&mut self.violations);
-        *n = n.saturating_add(1);
-        if self.policy == BareLineEnding::Reject {
-            self.discard = true;
-        }
-    }
-
-    /// Ends the current line (`real` if by a real `CRLF`), after its terminator.
-    fn end_line(&mut self, real: bool) {
-        if let Some(max) = self.max_line {
-            if self.line_len > max {
-                self.violations.long_lines = self.violations.long_lines.saturating_add(1);
-                self.discard = true;
+            if lane.try_express(pos) {
+                let end = express::<true>(&mut self.lines, self.line_start, input, pos, &mut out);
+                if lane.record(pos, end) {
+                    let at = input.get(end - 1) == Some(&LF);
+                    self.line_start = at;
+                    self.real_line_start = at;
+                    pos = end;
+                    continue;
+                }
             }
+            let mut starts = Starts {
+                at: self.line_start,
+                real: self.real_line_start,
+            };
+            let used = window::<true, NORM>(&mut self.lines, &mut starts, input, pos, &mut out);
+            self.line_start = starts.at;
+            self.real_line_start = starts.real;
+            if used == 0 {
+                // A terminator, or a tail byte whose meaning depends on bytes not yet
+                // received: the stepper takes it.
+                out.flush(input, pos, self.lines.discard);
+                self.step(b, out.vec());
+                pos += 1;
+                out.skip_to(pos);
+                if self.state == State::Done {
+                    break;
+                }
+            }
+            pos += used;
         }
-        self.line_len = 0;
-        self.line_start = true;
-        self.real_line_start = real;
+        out.flush(input, pos, self.lines.discard);
+        pos
     }
 
-    /// A bare line ending: a violation; under `Normalize` it becomes `CRLF`.
+    /// A bare line ending; under `Normalize` it ends the line.
     fn bare_ending(&mut self, out: &mut Vec<u8>, lf: bool) {
-        if lf {
-            self.violation(|v| &mut v.bare_lf);
+        if self.lines.bare(out, lf) {
+            self.line_start = true;
+            self.real_line_start = false;
         } else {
-            self.violation(|v| &mut v.bare_cr);
-        }
-        if self.policy == BareLineEnding::Normalize {
-            self.emit(out, b"\r\n");
-            self.line_len = self.line_len.saturating_add(2);
-            self.end_line(false);
-        } else {
-            self.line_len = self.line_len.saturating_add(1);
             self.line_start = false;
         }
     }
 
+    /// The byte-at-a-time state machine (the reference semantics).
     fn step(&mut self, b: u8, out: &mut Vec<u8>) {
         match self.state {
             State::Done => {}
             State::Cr => {
-                if b == b'\n' {
-                    self.emit(out, b"\r\n");
-                    self.line_len = self.line_len.saturating_add(2);
-                    self.end_line(true);
+                if b == LF {
+                    self.lines.emit(out, b"\r\n");
+                    self.lines.line_len = self.lines.line_len.saturating_add(2);
+                    self.lines.end_line();
+                    self.line_start = true;
+                    self.real_line_start = true;
                     self.state = State::Text;
                 } else {
                     // The CR was bare.
@@ -228,12 +235,12 @@ impl DataReceiver {
                 }
             }
             State::Dot => {
-                if b == b'\r' && self.real_line_start {
+                if b == CR && self.real_line_start {
                     self.state = State::DotCr;
-                } else if b == b'\r' || b == b'\n' {
+                } else if b == CR || b == LF {
                     // A line holding only a dot (not a terminator): keep the dot.
-                    self.emit(out, b".");
-                    self.line_len = self.line_len.saturating_add(1);
+                    self.lines.emit(out, b".");
+                    self.lines.line_len = self.lines.line_len.saturating_add(1);
                     self.state = State::Text;
                     self.step(b, out);
                 } else {
@@ -243,12 +250,12 @@ impl DataReceiver {
                 }
             }
             State::DotCr => {
-                if b == b'\n' {
+                if b == LF {
                     self.state = State::Done;
                 } else {
                     // ".\r" then something else: the dot is content, the CR is bare.
-                    self.emit(out, b".");
-                    self.line_len = self.line_len.saturating_add(1);
+                    self.lines.emit(out, b".");
+                    self.lines.line_len = self.lines.line_len.saturating_add(1);
                     self.state = State::Cr;
                     self.step(b, out);
                 }
@@ -257,15 +264,12 @@ impl DataReceiver {
                 let at_start = self.line_start;
                 self.line_start = false;
                 match b {
-                    b'.' if at_start => {
-                        self.line_start = false;
-                        self.state = State::Dot;
-                    }
-                    b'\r' => self.state = State::Cr,
-                    b'\n' => self.bare_ending(out, true),
+                    DOT if at_start => self.state = State::Dot,
+                    CR => self.state = State::Cr,
+                    LF => self.bare_ending(out, true),
                     _ => {
-                        self.emit(out, &[b]);
-                        self.line_len = self.line_len.saturating_add(1);
+                        self.lines.emit(out, &[b]);
+                        self.lines.line_len = self.lines.line_len.saturating_add(1);
                     }
                 }
             }
@@ -290,14 +294,9 @@ impl DataReceiver {
 /// ```
 #[derive(Clone, Debug)]
 pub struct BdatReceiver {
-    policy: BareLineEnding,
-    max_line: Option<usize>,
+    lines: Lines,
     remaining: u64,
     after_cr: bool,
-    line_len: usize,
-    discard: bool,
-    written: u64,
-    violations: DataViolations,
 }
 
 impl BdatReceiver {
@@ -305,14 +304,9 @@ impl BdatReceiver {
     #[must_use]
     pub fn new(policy: BareLineEnding, max_text_line: Option<usize>) -> Self {
         Self {
-            policy,
-            max_line: max_text_line,
+            lines: Lines::new(policy, max_text_line),
             remaining: 0,
             after_cr: false,
-            line_len: 0,
-            discard: false,
-            written: 0,
-            violations: DataViolations::default(),
         }
     }
 
@@ -329,26 +323,26 @@ impl BdatReceiver {
 
     /// Stops appending content to the output; chunks are still counted exactly.
     pub fn set_discard(&mut self) {
-        self.discard = true;
+        self.lines.discard = true;
     }
 
     /// `true` once output has stopped.
     #[must_use]
     pub fn is_discarding(&self) -> bool {
-        self.discard
+        self.lines.discard
     }
 
     /// Octets of message content produced so far.
     #[must_use]
     pub fn message_size(&self) -> u64 {
-        self.written
+        self.lines.written
     }
 
     /// What was wrong with the message so far. A `CR` ending the last chunk is only
     /// counted by [`finish`](Self::finish).
     #[must_use]
     pub fn violations(&self) -> DataViolations {
-        self.violations
+        self.lines.violations
     }
 
     /// Ends the message (after the `LAST` chunk): a trailing bare `CR` or an overlong
@@ -356,21 +350,119 @@ impl BdatReceiver {
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.after_cr {
             self.after_cr = false;
-            self.bare(out, false);
+            self.lines.bare(out, false);
         }
-        self.check_line();
+        self.lines.end_line();
     }
 
     /// Consumes up to the rest of the current chunk from `input`, appending content to
     /// `out`. Returns the bytes consumed and whether the chunk is complete.
     pub fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
-        let take = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(input.len());
+        let take = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
         let chunk = input.get(..take).unwrap_or_default();
-        for &b in chunk {
-            self.step(b, out);
+        if self.lines.normalize() {
+            self.scan::<true>(chunk, out);
+        } else {
+            self.scan::<false>(chunk, out);
         }
         self.remaining -= take as u64;
         (take, self.remaining == 0)
+    }
+
+    /// Same structure as [`DataReceiver::scan`], without dots; consumes all of `chunk`.
+    fn scan<const NORM: bool>(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut pos = 0;
+        let mut out = Pending::new(out);
+        let mut lane = Lane::new(self.lines.max_line);
+        while let Some(&b) = chunk.get(pos) {
+            if self.after_cr || pos == 0 {
+                out.flush(chunk, pos, self.lines.discard);
+                self.step(b, out.vec());
+                pos += 1;
+                out.skip_to(pos);
+                continue;
+            }
+            if lane.try_express(pos) {
+                let end = express::<false>(&mut self.lines, false, chunk, pos, &mut out);
+                if lane.record(pos, end) {
+                    pos = end;
+                    continue;
+                }
+            }
+            let mut starts = Starts {
+                at: false,
+                real: false,
+            };
+            let used = window::<false, NORM>(&mut self.lines, &mut starts, chunk, pos, &mut out);
+            if used == 0 {
+                out.flush(chunk, pos, self.lines.discard);
+                self.step(b, out.vec());
+                pos += 1;
+                out.skip_to(pos);
+            }
+            pos += used;
+        }
+        out.flush(chunk, pos, self.lines.discard);
+    }
+
+    /// The byte-at-a-time state machine (the reference semantics).
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        if self.after_cr {
+            self.after_cr = false;
+            if b == LF {
+                self.lines.emit(out, b"\r\n");
+                self.lines.line_len = self.lines.line_len.saturating_add(2);
+                self.lines.end_line();
+                return;
+            }
+            self.lines.bare(out, false);
+        }
+        match b {
+            CR => self.after_cr = true,
+            LF => {
+                self.lines.bare(out, true);
+            }
+            _ => {
+                self.lines.emit(out, &[b]);
+                self.lines.line_len = self.lines.line_len.saturating_add(1);
+            }
+        }
+    }
+}
+
+const CR: u8 = b'\r';
+const LF: u8 = b'\n';
+const DOT: u8 = b'.';
+
+/// Line, size and violation bookkeeping shared by both receivers.
+#[derive(Clone, Debug)]
+struct Lines {
+    policy: BareLineEnding,
+    max_line: Option<usize>,
+    /// Octets of the current line so far, including its terminator once seen (a
+    /// transparency dot does not count; a normalised bare ending counts as `CRLF`).
+    line_len: usize,
+    discard: bool,
+    written: u64,
+    violations: DataViolations,
+}
+
+impl Lines {
+    fn new(policy: BareLineEnding, max_line: Option<usize>) -> Self {
+        Self {
+            policy,
+            max_line,
+            line_len: 0,
+            discard: false,
+            written: 0,
+            violations: DataViolations::default(),
+        }
+    }
+
+    fn normalize(&self) -> bool {
+        self.policy == BareLineEnding::Normalize
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
@@ -380,49 +472,939 @@ impl BdatReceiver {
         }
     }
 
-    fn check_line(&mut self) {
-        if let Some(max) = self.max_line {
-            if self.line_len > max {
-                self.violations.long_lines = self.violations.long_lines.saturating_add(1);
-                self.discard = true;
-            }
+    /// Ends the current line, after its terminator: an overlong line dooms the message.
+    fn end_line(&mut self) {
+        if let Some(max) = self.max_line
+            && self.line_len > max
+        {
+            self.violations.long_lines = self.violations.long_lines.saturating_add(1);
+            self.discard = true;
         }
         self.line_len = 0;
     }
 
-    fn bare(&mut self, out: &mut Vec<u8>, lf: bool) {
-        let n = if lf { &mut self.violations.bare_lf } else { &mut self.violations.bare_cr };
+    /// A bare `LF` (or `CR`): counted; under `Normalize` written out as `CRLF` and the
+    /// line ends (returns `true`), otherwise the message is doomed.
+    fn bare(&mut self, out: &mut Vec<u8>, lf: bool) -> bool {
+        let n = if lf {
+            &mut self.violations.bare_lf
+        } else {
+            &mut self.violations.bare_cr
+        };
         *n = n.saturating_add(1);
-        match self.policy {
-            BareLineEnding::Normalize => {
+        if self.normalize() {
+            self.emit(out, b"\r\n");
+            self.line_len = self.line_len.saturating_add(2);
+            self.end_line();
+            true
+        } else {
+            self.discard = true;
+            self.line_len = self.line_len.saturating_add(1);
+            false
+        }
+    }
+}
+
+/// The output side of a scan: `out`, plus a run of input bytes `[run, pos)` that are
+/// known to be written out verbatim and not copied yet (copied in one piece later).
+struct Pending<'a> {
+    out: &'a mut Vec<u8>,
+    run: usize,
+}
+
+impl<'a> Pending<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, run: 0 }
+    }
+
+    fn vec(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// Writes out the pending run up to `pos` (or drops it when discarding).
+    fn flush(&mut self, input: &[u8], pos: usize, discard: bool) {
+        if !discard && let Some(run) = input.get(self.run..pos) {
+            self.out.extend_from_slice(run);
+        }
+        self.run = pos;
+    }
+
+    /// Starts the pending run at `pos` (the bytes before it were handled otherwise).
+    fn skip_to(&mut self, pos: usize) {
+        self.run = pos;
+    }
+}
+
+/// When to try the express lane: always at first, and again after a failed attempt only
+/// once the exact path has covered a stretch that doubles with each failure in a row,
+/// so that input which defeats the express lane wastes little work on it.
+struct Lane {
+    enabled: bool,
+    not_before: usize,
+    backoff: usize,
+}
+
+impl Lane {
+    /// The express lane checks lines per superblock, which is exact only for limits of at
+    /// least two superblocks.
+    fn new(max_line: Option<usize>) -> Self {
+        Self {
+            enabled: max_line.is_none_or(|max| max >= 2 * SUPER),
+            not_before: 0,
+            backoff: SUPER,
+        }
+    }
+
+    fn try_express(&self, pos: usize) -> bool {
+        self.enabled && pos >= self.not_before
+    }
+
+    /// Records an attempt from `pos` that ended at `end`; `true` if it made progress.
+    fn record(&mut self, pos: usize, end: usize) -> bool {
+        if end > pos {
+            self.backoff = SUPER;
+            true
+        } else {
+            self.not_before = pos.saturating_add(self.backoff);
+            self.backoff = (self.backoff * 2).min(64 * SUPER);
+            false
+        }
+    }
+}
+
+/// Bytes per superblock of the express lane.
+const SUPER: usize = 256;
+
+/// The express lane: consumes whole superblocks from `pos` as long as they need no work
+/// at all (every `CR` followed by `LF`, every `LF` preceded by `CR`, no dot at a line
+/// start, no line near the limit), copying them out while they are hot in the cache.
+/// Returns the end of what it consumed (`pos` if nothing).
+///
+/// Needs the state machine in `Text` with `pos >= 1`; like every path here it never
+/// stops right after a `CR`, so the byte before `pos` is never a `CR`. Each superblock `[s, s + 256)` is checked as 256 byte pairs
+/// `(s + j, s + j + 1)`, one byte of lookahead, so the pair that straddles two
+/// superblocks is checked with the first; the pair ending at `pos` is checked here first.
+fn express<const DOTS: bool>(
+    lines: &mut Lines,
+    line_start: bool,
+    input: &[u8],
+    pos: usize,
+    out: &mut Pending<'_>,
+) -> usize {
+    match input.get(pos) {
+        Some(&LF) | None => return pos,
+        Some(&DOT) if DOTS && line_start => return pos,
+        Some(_) => {}
+    }
+    out.flush(input, pos, lines.discard);
+    let limit = lines.max_line.unwrap_or(usize::MAX);
+    // An upper bound on the length of the current line.
+    let mut bound = lines.line_len;
+    let mut end = pos;
+    while let Some((head, next)) = input.get(end..).and_then(superblock_pairs) {
+        let (clean, has_lf) = superblock_check::<DOTS>(head, next);
+        if !clean {
+            break;
+        }
+        if has_lf {
+            // The first line ending here is at most `bound + SUPER` long, any other at
+            // most `SUPER`; what follows the last LF is shorter than `SUPER`.
+            if bound.saturating_add(SUPER) > limit {
+                break;
+            }
+            bound = SUPER - 1;
+        } else {
+            bound = bound.saturating_add(SUPER);
+        }
+        if !lines.discard {
+            out.out.extend_from_slice(head);
+        }
+        end += SUPER;
+    }
+    // Never stop right after a CR: whatever runs next must not start with its LF.
+    if end > pos && input.get(end - 1) == Some(&CR) {
+        end -= 1;
+        if !lines.discard {
+            out.out.pop();
+        }
+    }
+    if end > pos {
+        let done = input.get(pos..end).unwrap_or_default();
+        lines.written = lines.written.saturating_add(done.len() as u64);
+        lines.line_len = match memchr::memrchr(LF, done) {
+            Some(last) => done.len() - last - 1,
+            None => lines.line_len.saturating_add(done.len()),
+        };
+        out.skip_to(end);
+    }
+    end
+}
+
+/// The superblock at the start of `rest` and the same bytes shifted by one.
+fn superblock_pairs(rest: &[u8]) -> Option<(&[u8; SUPER], &[u8; SUPER])> {
+    let head = rest.get(..SUPER)?.try_into().ok()?;
+    let next = rest.get(1..=SUPER)?.try_into().ok()?;
+    Some((head, next))
+}
+
+/// `(clean, has_lf)` for one superblock: clean if for every pair `(x, y)`, `x` is `CR`
+/// exactly when `y` is `LF`, and (with dots) no `y` is a dot after an `x` that is `LF`.
+/// Written as an OR-reduction over byte lanes so that it compiles to SIMD compares.
+#[inline(always)]
+fn superblock_check<const DOTS: bool>(head: &[u8; SUPER], next: &[u8; SUPER]) -> (bool, bool) {
+    let mut bad = 0u8;
+    let mut lf = 0u8;
+    for (&x, &y) in head.iter().zip(next) {
+        let x_lf = u8::from(x == LF);
+        let mut v = u8::from(x == CR) ^ u8::from(y == LF);
+        if DOTS {
+            v |= x_lf & u8::from(y == DOT);
+        }
+        bad |= v;
+        lf |= x_lf;
+    }
+    (bad == 0, lf != 0)
+}
+
+/// Bytes per window of the exact path.
+const LANES: usize = 64;
+
+/// Line-start flags at the current position (`DATA` only).
+struct Starts {
+    /// The position is a line start.
+    at: bool,
+    /// ... after a real `CRLF` (or the body start).
+    real: bool,
+}
+
+/// The exact path: classifies a window of up to 64 bytes at `pos` all at once, lane by
+/// lane from the bytes around each lane (two before, two after), then writes out,
+/// counts and checks it. Returns the bytes consumed: the whole window, or less when it
+/// holds the terminator (the window stops just before it), when its last byte is a `CR`
+/// (left to the next window with its `LF`) or when the input ends so close after it
+/// that a lane's meaning is not known yet; `0` leaves the next byte to the stepper.
+/// Needs the state machine in `Text`.
+///
+/// Per lane: a bare `LF` has no `CR` before it, a bare `CR` no `LF` after it; a line
+/// ends at a real `CRLF` (and, under `Normalize`, at a bare ending) and the next lane
+/// starts a line; a dot there is dropped unless `CR` or `LF` follows, and is the
+/// terminator if `CR LF` follows at a real line start. The lane loop compiles to SIMD
+/// compares and packs those facts into one flag byte per lane; everything that varies
+/// per window (where the dropped dots, the bare endings and the line ends are) is then
+/// read from eight words of flags or from bitmasks made from them.
+#[allow(clippy::indexing_slicing)] // Constant-bounded loops over arrays; see the notes.
+fn window<const DOTS: bool, const NORM: bool>(
+    lines: &mut Lines,
+    starts: &mut Starts,
+    input: &[u8],
+    pos: usize,
+    out: &mut Pending<'_>,
+) -> usize {
+    let rest = input.get(pos..).unwrap_or_default();
+    let avail = rest.len();
+    // w[0..2]: the two bytes before `pos` (the byte before `pos` is never a CR), then the
+    // window, two bytes of lookahead, and more up to WINDOW_BYTES so that 16-byte copies
+    // from any lane stay inside. Read in place when the input has all of them, which
+    // avoids a copy whose stores the loads below would stall on.
+    let mut local = [0u8; WINDOW_BYTES];
+    let w: &[u8; WINDOW_BYTES] = match pos
+        .checked_sub(2)
+        .and_then(|from| input.get(from..from + WINDOW_BYTES))
+        .and_then(|w| w.try_into().ok())
+    {
+        Some(w) => {
+            debug_assert_eq!(
+                (starts.at, starts.at && starts.real),
+                line_start_in::<DOTS, NORM>(w)
+            );
+            w
+        }
+        None => {
+            // A line start is encoded as the CRLF or bare LF before it; zeros are neither
+            // CR, LF nor dot.
+            if DOTS && starts.at {
+                local[1] = LF;
+                if starts.real {
+                    local[0] = CR;
+                }
+            }
+            if let Some(dst) = local.get_mut(2..2 + avail.min(LANES + 2)) {
+                dst.copy_from_slice(rest.get(..dst.len()).unwrap_or_default());
+            }
+            &local
+        }
+    };
+
+    // Per-lane classification (vectorised) into flag bytes.
+    let mut flags = [0u8; LANES];
+    for (i, f) in flags.iter_mut().enumerate() {
+        let (p2, p1, b, n1, n2) = (w[i], w[i + 1], w[i + 2], w[i + 3], w[i + 4]);
+        let lf = u8::from(b == LF);
+        let p1_cr = u8::from(p1 == CR);
+        let blf = lf & (p1_cr ^ 1);
+        let bcr = u8::from(b == CR) & u8::from(n1 != LF);
+        let mut drop = 0;
+        let mut term = 0;
+        if DOTS {
+            let real = u8::from(p1 == LF) & u8::from(p2 == CR);
+            let start = if NORM {
+                u8::from(p1 == LF) | (p1_cr & (lf ^ 1))
+            } else {
+                real
+            };
+            let dot = start & u8::from(b == DOT);
+            drop = dot & u8::from(n1 != CR) & u8::from(n1 != LF);
+            term = dot & real & u8::from(n1 == CR) & u8::from(n2 == LF);
+        }
+        let end = if NORM { lf | bcr } else { lf & p1_cr };
+        *f = drop | (end << 1) | (blf << 2) | (bcr << 3) | (term << 4);
+    }
+    let mut words = [0u64; LANES / 8];
+    for (word, lanes) in words.iter_mut().zip(flags.chunks_exact(8)) {
+        *word = u64::from_le_bytes(lanes.try_into().unwrap_or_default());
+    }
+    let any = words.iter().fold(0, |a, &x| a | x);
+
+    // How many lanes are known: all of them, unless the input ends within two bytes of
+    // the window end and a last lane still depends on what comes next.
+    let mut n = avail.min(LANES);
+    if avail < LANES + 2 {
+        if let Some(j) = avail.checked_sub(1).filter(|&j| j < LANES) {
+            let (start, _) = line_start_at::<NORM>(&w, j);
+            if w[j + 2] == CR || (DOTS && start && w[j + 2] == DOT) {
+                n = n.min(j);
+            }
+        }
+        if let Some(j) = avail.checked_sub(2).filter(|&j| j < LANES) {
+            let (start, real) = line_start_at::<NORM>(&w, j);
+            if DOTS && start && real && w[j + 2] == DOT && w[j + 3] == CR {
+                n = n.min(j);
+            }
+        }
+    }
+    if DOTS && any & flag_lanes(TERM) != 0 {
+        n = n.min(flag_bits(&words, TERM).trailing_zeros() as usize);
+    }
+    // Never stop right after a CR: the next window must not start with its LF.
+    if n > 0 && w[n + 1] == CR {
+        n -= 1;
+    }
+    if n == 0 {
+        return 0;
+    }
+    let any = if n < LANES {
+        // Lanes past `n` are not part of this window.
+        for (j, word) in words.iter_mut().enumerate() {
+            *word &= lanes_below(n, j);
+        }
+        words.iter().fold(0, |a, &x| a | x)
+    } else {
+        any
+    };
+
+    // Counts.
+    let n_drop = if any & flag_lanes(DROP) != 0 {
+        flag_count(&words, DROP)
+    } else {
+        0
+    };
+    let (n_blf, n_bcr) = if any & flag_lanes(BARE_LF | BARE_CR) != 0 {
+        (flag_count(&words, BARE_LF), flag_count(&words, BARE_CR))
+    } else {
+        (0, 0)
+    };
+    let n_bare = n_blf + n_bcr;
+    let written = if NORM {
+        n - n_drop + n_bare
+    } else {
+        n - n_drop - n_bare
+    };
+
+    // Line lengths. A line start can only be a dropped dot's lane, and a bare ending in a
+    // line is its end under `Normalize`; so a line of lanes a..=e is e - a + 1 octets,
+    // minus one for a dot dropped at `a`, plus one for a normalised bare ending at `e`.
+    let mut stop = n; // output stops after this many lanes
+    let mut long = 0u64;
+    if let Some(max) = lines.max_line {
+        if any & flag_lanes(END) == 0 {
+            lines.line_len = lines.line_len.saturating_add(n - n_drop);
+        } else {
+            let ends = flag_bits(&words, END);
+            let octets = |a: usize, e: usize| {
+                let dot = usize::from(flags[a] & DROP);
+                let bare = usize::from(NORM && flags[e] & (BARE_LF | BARE_CR) != 0);
+                e + 1 - a - dot + bare
+            };
+            let mut rest = ends;
+            let mut from = 0;
+            let mut line = lines.line_len;
+            // Lines inside a window are at most 128 octets: with a limit of at least 128
+            // only the first one needs checking.
+            while rest != 0 {
+                let e = rest.trailing_zeros() as usize;
+                line = line.saturating_add(octets(from, e));
+                if line > max {
+                    long += 1;
+                    stop = stop.min(e + 1);
+                }
+                line = 0;
+                from = e + 1;
+                rest &= rest - 1;
+                if max >= 2 * LANES {
+                    break;
+                }
+            }
+            let last = 63 - ends.leading_zeros() as usize;
+            lines.line_len = if last + 1 < n {
+                n - 1 - usize::from(flags[last + 1] & DROP) - last
+            } else {
+                0
+            };
+        }
+    }
+    let doomed = long > 0 || (!NORM && n_bare != 0);
+
+    // Output. Once the message is doomed nothing more is written, so what is pending is
+    // copied out first. Unchanged bytes stay pending and are copied in long runs.
+    if !lines.discard {
+        if !NORM && n_bare != 0 {
+            let first = flag_bits(&words, BARE_LF | BARE_CR);
+            stop = stop.min(first.trailing_zeros() as usize);
+        }
+        let mut special = 0;
+        if n_drop != 0 || (NORM && n_bare != 0) {
+            let which = if NORM { DROP | BARE_LF | BARE_CR } else { DROP };
+            special = flag_bits(&words, which) & lanes_bits_below(stop);
+        }
+        let few = special & special.wrapping_sub(1);
+        if few & few.wrapping_sub(1) == 0 {
+            // At most two lanes to change: split the pending run around them.
+            while special != 0 {
+                let j = special.trailing_zeros() as usize;
+                out.flush(input, pos + j, false);
+                if NORM && flags[j & (LANES - 1)] & DROP == 0 {
+                    out.out.extend_from_slice(b"\r\n");
+                }
+                out.skip_to(pos + j + 1);
+                special &= special - 1;
+            }
+            if doomed {
+                out.flush(input, pos + stop, false);
+            }
+        } else {
+            // Many: assemble the window's output from 16-byte copies between them.
+            out.flush(input, pos, false);
+            let mut buf = [0u8; 2 * LANES + 16];
+            let (mut k, mut from) = (0, 0);
+            loop {
+                let to = if special == 0 {
+                    stop
+                } else {
+                    special.trailing_zeros() as usize
+                };
+                // from + c < to <= 64 and k + c < from + to <= 127 (k <= 2 * from): the
+                // masks change no index, and they let the compiler see that the copies
+                // stay inside `w` (s + 18 <= 81) and `buf` (d + 16 <= 143).
+                let mut c = 0;
+                while from + c < to {
+                    let (s, d) = ((from + c) & (LANES - 1), (k + c) & (2 * LANES - 1));
+                    buf[d..d + 16].copy_from_slice(&w[s + 2..s + 18]);
+                    c += 16;
+                }
+                k += to - from;
+                if special == 0 {
+                    break;
+                }
+                if NORM && flags[to & (LANES - 1)] & DROP == 0 {
+                    buf[k & (2 * LANES - 1)] = CR;
+                    buf[(k + 1) & (2 * LANES - 1)] = LF;
+                    k += 2;
+                }
+                from = to + 1;
+                special &= special - 1;
+            }
+            out.out.extend_from_slice(&buf[..k & (2 * LANES - 1)]);
+            out.skip_to(pos + n);
+        }
+    }
+    if lines.discard || doomed {
+        out.skip_to(pos + n);
+    }
+
+    // Counters and state.
+    lines.written = lines.written.saturating_add(written as u64);
+    let v = &mut lines.violations;
+    v.bare_lf = v.bare_lf.saturating_add(n_blf as u64);
+    v.bare_cr = v.bare_cr.saturating_add(n_bcr as u64);
+    v.long_lines = v.long_lines.saturating_add(long);
+    if doomed {
+        lines.discard = true;
+    }
+    if DOTS {
+        let last = flags[(n - 1) & (LANES - 1)];
+        starts.at = last & END != 0;
+        starts.real = starts.at && last & (BARE_LF | BARE_CR) == 0;
+    }
+    n
+}
+
+/// Flag bits of a lane in [`window`].
+const DROP: u8 = 1;
+const END: u8 = 2;
+const BARE_LF: u8 = 4;
+const BARE_CR: u8 = 8;
+const TERM: u8 = 16;
+
+/// Size of the exact path's window: two bytes before, 64 lanes, and room for a 16-byte
+/// copy from any lane (which covers the two bytes of lookahead).
+const WINDOW_BYTES: usize = LANES + 18;
+
+/// Bits `0..n`.
+fn lanes_bits_below(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// The byte mask of the lanes below `n` in flag word `j`.
+fn lanes_below(n: usize, j: usize) -> u64 {
+    let lo = 8 * j;
+    if n >= lo + 8 {
+        u64::MAX
+    } else if n <= lo {
+        0
+    } else {
+        (1u64 << (8 * (n - lo))) - 1
+    }
+}
+
+/// `flag` in every byte of a word.
+const fn flag_lanes(flag: u8) -> u64 {
+    u64::from_le_bytes([flag; 8])
+}
+
+/// Bit `i` set where lane `i` has any of `flags`. Per word, the flags are folded onto
+/// bit 0 of each byte, and a multiply gathers those eight bits into the top byte (the
+/// partial products land on distinct bits, so there are no carries).
+fn flag_bits(words: &[u64; LANES / 8], flags: u8) -> u64 {
+    let mut bits = 0;
+    for (j, &word) in words.iter().enumerate() {
+        let mut low = 0;
+        for f in 0..8 {
+            if flags & (1 << f) != 0 {
+                low |= word >> f;
+            }
+        }
+        let low = low & flag_lanes(1);
+        bits |= (low.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
+    }
+    bits
+}
+
+/// The number of lanes with `flag` (one bit): the words are added bytewise (at most 8
+/// per byte, no carries), then a multiply adds up the bytes into the top one.
+fn flag_count(words: &[u64; LANES / 8], flag: u8) -> usize {
+    let shift = flag.trailing_zeros();
+    let sum = words
+        .iter()
+        .fold(0u64, |a, &w| a + ((w >> shift) & flag_lanes(1)));
+    (sum.wrapping_mul(flag_lanes(1)) >> 56) as usize
+}
+
+/// The line-start flags for lane 0 of a window read in place, as the bytes before it
+/// say (for the debug check that they agree with the state machine's).
+fn line_start_in<const DOTS: bool, const NORM: bool>(w: &[u8; WINDOW_BYTES]) -> (bool, bool) {
+    let (start, real) = line_start_at::<NORM>(w, 0);
+    if DOTS {
+        (start, start && real)
+    } else {
+        (false, false)
+    }
+}
+
+/// Whether lane `j` of a window is a line start, and a real one (scalar form of the
+/// classification in [`window`]).
+#[allow(clippy::indexing_slicing)] // j < LANES, so j + 2 < w.len().
+fn line_start_at<const NORM: bool>(w: &[u8; WINDOW_BYTES], j: usize) -> (bool, bool) {
+    let (p2, p1, b) = (w[j], w[j + 1], w[j + 2]);
+    let real = p1 == LF && p2 == CR;
+    let start = if NORM {
+        p1 == LF || (p1 == CR && b != LF)
+    } else {
+        real
+    };
+    (start, real)
+}
+
+/// The original byte-at-a-time receivers, kept verbatim as the model the fast paths are
+/// checked against (see the differential tests at the bottom of this file).
+#[cfg(test)]
+mod reference {
+    use super::DataViolations;
+    use crate::line::BareLineEnding;
+
+    /// Receives the body of a `DATA` command up to and including `CRLF . CRLF`.
+    #[derive(Clone, Debug)]
+    pub(super) struct DataReceiver {
+        policy: BareLineEnding,
+        max_line: Option<usize>,
+        state: State,
+        /// `true` at a line start (for dot-unstuffing).
+        line_start: bool,
+        /// `true` if the current line start came from a real `CRLF` (or the body start), so
+        /// that a `.CRLF` here ends the message.
+        real_line_start: bool,
+        /// Octets of the current line so far, including its terminator once seen.
+        line_len: usize,
+        discard: bool,
+        received: u64,
+        written: u64,
+        violations: DataViolations,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum State {
+        /// Inside a line.
+        Text,
+        /// After a `CR` that is not yet known to be followed by `LF`.
+        Cr,
+        /// After a dot at a line start.
+        Dot,
+        /// After a dot at a real line start followed by `CR`.
+        DotCr,
+        /// The terminator was seen.
+        Done,
+    }
+
+    impl DataReceiver {
+        /// Creates a receiver for one message.
+        ///
+        /// `max_text_line` is the longest allowed line in octets including `CRLF` (`None`
+        /// for no limit; RFC 5321 says 1000).
+        #[must_use]
+        pub(super) fn new(policy: BareLineEnding, max_text_line: Option<usize>) -> Self {
+            Self {
+                policy,
+                max_line: max_text_line,
+                state: State::Text,
+                line_start: true,
+                real_line_start: true,
+                line_len: 0,
+                discard: false,
+                received: 0,
+                written: 0,
+                violations: DataViolations::default(),
+            }
+        }
+
+        /// Stops appending message bytes to the output (the message is already refused, for
+        /// example because it is too large); the end is still found exactly.
+        pub(super) fn set_discard(&mut self) {
+            self.discard = true;
+        }
+
+        /// `true` once output has stopped, by [`set_discard`](Self::set_discard) or because
+        /// a violation doomed the message.
+        #[must_use]
+        pub(super) fn is_discarding(&self) -> bool {
+            self.discard
+        }
+
+        /// `true` once the terminator has been seen.
+        #[must_use]
+        pub(super) fn is_done(&self) -> bool {
+            self.state == State::Done
+        }
+
+        /// Octets received so far, terminator included.
+        #[must_use]
+        pub(super) fn received(&self) -> u64 {
+            self.received
+        }
+
+        /// Octets of message content produced so far (the message size), whether or not
+        /// they were written out.
+        #[must_use]
+        pub(super) fn message_size(&self) -> u64 {
+            self.written
+        }
+
+        /// What was wrong with the message so far.
+        #[must_use]
+        pub(super) fn violations(&self) -> DataViolations {
+            self.violations
+        }
+
+        /// Scans `input`, appending message content to `out`.
+        ///
+        /// Returns how many bytes were consumed and whether the end of data was reached. When
+        /// it was, the bytes after `consumed` belong to the next command.
+        pub(super) fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+            if self.state == State::Done {
+                return (0, true);
+            }
+            for (i, &b) in input.iter().enumerate() {
+                self.step(b, out);
+                if self.state == State::Done {
+                    let used = i + 1;
+                    self.received = self.received.saturating_add(used as u64);
+                    return (used, true);
+                }
+            }
+            self.received = self.received.saturating_add(input.len() as u64);
+            (input.len(), false)
+        }
+
+        fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+            self.written = self.written.saturating_add(bytes.len() as u64);
+            if !self.discard {
+                out.extend_from_slice(bytes);
+            }
+        }
+
+        fn violation(&mut self, kind: fn(&mut DataViolations) -> &mut u64) {
+            let n = kind(&mut self.violations);
+            *n = n.saturating_add(1);
+            if self.policy == BareLineEnding::Reject {
+                self.discard = true;
+            }
+        }
+
+        /// Ends the current line (`real` if by a real `CRLF`), after its terminator.
+        fn end_line(&mut self, real: bool) {
+            if let Some(max) = self.max_line {
+                if self.line_len > max {
+                    self.violations.long_lines = self.violations.long_lines.saturating_add(1);
+                    self.discard = true;
+                }
+            }
+            self.line_len = 0;
+            self.line_start = true;
+            self.real_line_start = real;
+        }
+
+        /// A bare line ending: a violation; under `Normalize` it becomes `CRLF`.
+        fn bare_ending(&mut self, out: &mut Vec<u8>, lf: bool) {
+            if lf {
+                self.violation(|v| &mut v.bare_lf);
+            } else {
+                self.violation(|v| &mut v.bare_cr);
+            }
+            if self.policy == BareLineEnding::Normalize {
                 self.emit(out, b"\r\n");
                 self.line_len = self.line_len.saturating_add(2);
-                self.check_line();
-            }
-            _ => {
-                self.discard = true;
+                self.end_line(false);
+            } else {
                 self.line_len = self.line_len.saturating_add(1);
+                self.line_start = false;
+            }
+        }
+
+        fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+            match self.state {
+                State::Done => {}
+                State::Cr => {
+                    if b == b'\n' {
+                        self.emit(out, b"\r\n");
+                        self.line_len = self.line_len.saturating_add(2);
+                        self.end_line(true);
+                        self.state = State::Text;
+                    } else {
+                        // The CR was bare.
+                        self.bare_ending(out, false);
+                        self.state = State::Text;
+                        self.step(b, out);
+                    }
+                }
+                State::Dot => {
+                    if b == b'\r' && self.real_line_start {
+                        self.state = State::DotCr;
+                    } else if b == b'\r' || b == b'\n' {
+                        // A line holding only a dot (not a terminator): keep the dot.
+                        self.emit(out, b".");
+                        self.line_len = self.line_len.saturating_add(1);
+                        self.state = State::Text;
+                        self.step(b, out);
+                    } else {
+                        // A stuffed dot: drop it and keep the rest of the line.
+                        self.state = State::Text;
+                        self.step(b, out);
+                    }
+                }
+                State::DotCr => {
+                    if b == b'\n' {
+                        self.state = State::Done;
+                    } else {
+                        // ".\r" then something else: the dot is content, the CR is bare.
+                        self.emit(out, b".");
+                        self.line_len = self.line_len.saturating_add(1);
+                        self.state = State::Cr;
+                        self.step(b, out);
+                    }
+                }
+                State::Text => {
+                    let at_start = self.line_start;
+                    self.line_start = false;
+                    match b {
+                        b'.' if at_start => {
+                            self.line_start = false;
+                            self.state = State::Dot;
+                        }
+                        b'\r' => self.state = State::Cr,
+                        b'\n' => self.bare_ending(out, true),
+                        _ => {
+                            self.emit(out, &[b]);
+                            self.line_len = self.line_len.saturating_add(1);
+                        }
+                    }
+                }
             }
         }
     }
 
-    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
-        if self.after_cr {
-            self.after_cr = false;
-            if b == b'\n' {
-                self.emit(out, b"\r\n");
-                self.line_len = self.line_len.saturating_add(2);
-                self.check_line();
-                return;
+    /// Receives the chunks of a `BDAT` transaction (RFC 3030): exactly `size` octets per
+    /// chunk, no dot-stuffing, with the same line-ending and line-length checks as
+    /// [`DataReceiver`] carried across chunk boundaries.
+    #[derive(Clone, Debug)]
+    pub(super) struct BdatReceiver {
+        policy: BareLineEnding,
+        max_line: Option<usize>,
+        remaining: u64,
+        after_cr: bool,
+        line_len: usize,
+        discard: bool,
+        written: u64,
+        violations: DataViolations,
+    }
+
+    impl BdatReceiver {
+        /// Creates a receiver for one message.
+        #[must_use]
+        pub(super) fn new(policy: BareLineEnding, max_text_line: Option<usize>) -> Self {
+            Self {
+                policy,
+                max_line: max_text_line,
+                remaining: 0,
+                after_cr: false,
+                line_len: 0,
+                discard: false,
+                written: 0,
+                violations: DataViolations::default(),
             }
-            self.bare(out, false);
         }
-        match b {
-            b'\r' => self.after_cr = true,
-            b'\n' => self.bare(out, true),
-            _ => {
-                self.emit(out, &[b]);
-                self.line_len = self.line_len.saturating_add(1);
+
+        /// Expects a new chunk of `size` octets.
+        pub(super) fn start_chunk(&mut self, size: u64) {
+            self.remaining = size;
+        }
+
+        /// Octets of the current chunk still expected.
+        #[must_use]
+        pub(super) fn remaining(&self) -> u64 {
+            self.remaining
+        }
+
+        /// Stops appending content to the output; chunks are still counted exactly.
+        pub(super) fn set_discard(&mut self) {
+            self.discard = true;
+        }
+
+        /// `true` once output has stopped.
+        #[must_use]
+        pub(super) fn is_discarding(&self) -> bool {
+            self.discard
+        }
+
+        /// Octets of message content produced so far.
+        #[must_use]
+        pub(super) fn message_size(&self) -> u64 {
+            self.written
+        }
+
+        /// What was wrong with the message so far. A `CR` ending the last chunk is only
+        /// counted by [`finish`](Self::finish).
+        #[must_use]
+        pub(super) fn violations(&self) -> DataViolations {
+            self.violations
+        }
+
+        /// Ends the message (after the `LAST` chunk): a trailing bare `CR` or an overlong
+        /// last line is counted.
+        pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
+            if self.after_cr {
+                self.after_cr = false;
+                self.bare(out, false);
+            }
+            self.check_line();
+        }
+
+        /// Consumes up to the rest of the current chunk from `input`, appending content to
+        /// `out`. Returns the bytes consumed and whether the chunk is complete.
+        pub(super) fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+            let take = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            let chunk = input.get(..take).unwrap_or_default();
+            for &b in chunk {
+                self.step(b, out);
+            }
+            self.remaining -= take as u64;
+            (take, self.remaining == 0)
+        }
+
+        fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+            self.written = self.written.saturating_add(bytes.len() as u64);
+            if !self.discard {
+                out.extend_from_slice(bytes);
+            }
+        }
+
+        fn check_line(&mut self) {
+            if let Some(max) = self.max_line {
+                if self.line_len > max {
+                    self.violations.long_lines = self.violations.long_lines.saturating_add(1);
+                    self.discard = true;
+                }
+            }
+            self.line_len = 0;
+        }
+
+        fn bare(&mut self, out: &mut Vec<u8>, lf: bool) {
+            let n = if lf {
+                &mut self.violations.bare_lf
+            } else {
+                &mut self.violations.bare_cr
+            };
+            *n = n.saturating_add(1);
+            match self.policy {
+                BareLineEnding::Normalize => {
+                    self.emit(out, b"\r\n");
+                    self.line_len = self.line_len.saturating_add(2);
+                    self.check_line();
+                }
+                _ => {
+                    self.discard = true;
+                    self.line_len = self.line_len.saturating_add(1);
+                }
+            }
+        }
+
+        fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' {
+                    self.emit(out, b"\r\n");
+                    self.line_len = self.line_len.saturating_add(2);
+                    self.check_line();
+                    return;
+                }
+                self.bare(out, false);
+            }
+            match b {
+                b'\r' => self.after_cr = true,
+                b'\n' => self.bare(out, true),
+                _ => {
+                    self.emit(out, &[b]);
+                    self.line_len = self.line_len.saturating_add(1);
+                }
             }
         }
     }
@@ -452,8 +1434,18 @@ mod tests {
             (b"a\n.\r\n", Reject, None, b""),
             (b"a\r.\r", Reject, None, b""),
             (b"a\r\n.\r\r\n", Reject, None, b""),
-            (b"a\n.\r\nX\r\n.\r\n", Normalize, Some(11), b"a\r\n.\r\nX\r\n"),
-            (b"a\r\n.\nb\r\n.\r\n", Normalize, Some(11), b"a\r\n.\r\nb\r\n"),
+            (
+                b"a\n.\r\nX\r\n.\r\n",
+                Normalize,
+                Some(11),
+                b"a\r\n.\r\nX\r\n",
+            ),
+            (
+                b"a\r\n.\nb\r\n.\r\n",
+                Normalize,
+                Some(11),
+                b"a\r\n.\r\nb\r\n",
+            ),
             (b"a\n..b\r\n.\r\n", Normalize, Some(10), b"a\r\n.b\r\n"),
             (b"a\r\0.\r\n.\r\n", Normalize, Some(9), b"a\r\n\0.\r\n"),
         ];
@@ -495,5 +1487,212 @@ mod tests {
         rx.finish(&mut out);
         assert!(rx.violations().is_clean());
         assert_eq!(out, b"a\r\nb");
+    }
+
+    /// Differential tests: the fast receivers against the byte-at-a-time reference, on
+    /// inputs rich in CR, LF, dots and NUL, split into pieces at random points.
+    mod differential {
+        use super::super::reference;
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// One piece of a body: mostly whole lines (so that long clean stretches reach the
+        /// express lane), mixed with the shapes the rules are about.
+        fn fragment() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                4 => Just(b'a'),
+                2 => Just(b'\r'),
+                2 => Just(b'\n'),
+                2 => Just(b'.'),
+                1 => Just(0u8),
+            ];
+            prop_oneof![
+                4 => vec(byte, 0..24),
+                6 => (0usize..120).prop_map(|n| line(b"", n)),
+                1 => (0usize..1100).prop_map(|n| line(b"", n)),
+                2 => (0usize..90).prop_map(|n| line(b"..", n)),
+                1 => (1usize..40).prop_map(|n| b"..\r\n".repeat(n)),
+                1 => (1usize..40).prop_map(|n| b"\r\n".repeat(n)),
+                1 => prop::sample::select(vec![
+                    &b".\r\n"[..],
+                    b"\r\n.\r\n",
+                    b"\r\n.\n",
+                    b"\n.\r\n",
+                    b"\r\n.\r\r\n",
+                    b"\r\n.\r.\r\n",
+                    b"\n",
+                    b"\r",
+                    b"\r\r\n",
+                    b"\n.\n",
+                    b".\r",
+                ])
+                .prop_map(<[u8]>::to_vec),
+            ]
+        }
+
+        /// `prefix`, `n` bytes of text, `CRLF`.
+        fn line(prefix: &[u8], n: usize) -> Vec<u8> {
+            let mut v = prefix.to_vec();
+            v.extend((0..n).map(|i| b"abcdefgh ,"[i % 10]));
+            v.extend_from_slice(b"\r\n");
+            v
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            vec(fragment(), 0..48).prop_map(|parts| parts.concat())
+        }
+
+        /// Split points (sorted, may repeat: empty pieces are fed too).
+        fn cuts(len: usize) -> impl Strategy<Value = Vec<usize>> {
+            vec(0..=len, 0..6).prop_map(|mut c| {
+                c.sort_unstable();
+                c
+            })
+        }
+
+        fn policy() -> impl Strategy<Value = BareLineEnding> {
+            prop_oneof![
+                Just(BareLineEnding::Reject),
+                Just(BareLineEnding::Normalize)
+            ]
+        }
+
+        fn limit() -> impl Strategy<Value = Option<usize>> {
+            prop_oneof![
+                Just(None),
+                (1usize..140).prop_map(Some),
+                (380usize..1100).prop_map(Some),
+                Just(Some(1000)),
+            ]
+        }
+
+        fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+            let mut out = Vec::new();
+            let mut from = 0;
+            for &c in cuts.iter().chain(Some(&input.len())) {
+                out.push(&input[from..c]);
+                from = c;
+            }
+            out
+        }
+
+        fn check_data(
+            input: &[u8],
+            cuts: &[usize],
+            policy: BareLineEnding,
+            max: Option<usize>,
+            discard_at: Option<usize>,
+        ) -> Result<(), TestCaseError> {
+            let mut fast = DataReceiver::new(policy, max);
+            let mut slow = reference::DataReceiver::new(policy, max);
+            let (mut out_fast, mut out_slow) = (Vec::new(), Vec::new());
+            for (i, piece) in pieces(input, cuts).into_iter().enumerate() {
+                if discard_at == Some(i) {
+                    fast.set_discard();
+                    slow.set_discard();
+                }
+                let got = fast.ingest(piece, &mut out_fast);
+                let want = slow.ingest(piece, &mut out_slow);
+                prop_assert_eq!(got, want, "piece {}", i);
+                prop_assert_eq!(&out_fast, &out_slow, "piece {}", i);
+                prop_assert_eq!(fast.violations(), slow.violations());
+                prop_assert_eq!(fast.message_size(), slow.message_size());
+                prop_assert_eq!(fast.received(), slow.received());
+                prop_assert_eq!(fast.is_discarding(), slow.is_discarding());
+                prop_assert_eq!(fast.is_done(), slow.is_done());
+                if got.1 {
+                    // The session stops feeding once the message is done.
+                    prop_assert_eq!(fast.ingest(piece, &mut out_fast), (0, true));
+                    break;
+                }
+            }
+            Ok(())
+        }
+
+        fn check_bdat(
+            input: &[u8],
+            cuts: &[usize],
+            chunks: &[usize],
+            policy: BareLineEnding,
+            max: Option<usize>,
+            discard_at: Option<usize>,
+        ) -> Result<(), TestCaseError> {
+            let mut fast = BdatReceiver::new(policy, max);
+            let mut slow = reference::BdatReceiver::new(policy, max);
+            let (mut out_fast, mut out_slow) = (Vec::new(), Vec::new());
+            let mut sizes = chunks
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(usize::MAX / 2));
+            for (i, mut piece) in pieces(input, cuts).into_iter().enumerate() {
+                if discard_at == Some(i) {
+                    fast.set_discard();
+                    slow.set_discard();
+                }
+                loop {
+                    if fast.remaining() == 0 {
+                        let size = sizes.next().unwrap_or(1) as u64;
+                        fast.start_chunk(size);
+                        slow.start_chunk(size);
+                    }
+                    let got = fast.ingest(piece, &mut out_fast);
+                    let want = slow.ingest(piece, &mut out_slow);
+                    prop_assert_eq!(got, want, "piece {}", i);
+                    prop_assert_eq!(&out_fast, &out_slow, "piece {}", i);
+                    prop_assert_eq!(fast.violations(), slow.violations());
+                    prop_assert_eq!(fast.message_size(), slow.message_size());
+                    prop_assert_eq!(fast.remaining(), slow.remaining());
+                    prop_assert_eq!(fast.is_discarding(), slow.is_discarding());
+                    piece = &piece[got.0..];
+                    if piece.is_empty() {
+                        break;
+                    }
+                }
+            }
+            fast.finish(&mut out_fast);
+            slow.finish(&mut out_slow);
+            prop_assert_eq!(&out_fast, &out_slow);
+            prop_assert_eq!(fast.violations(), slow.violations());
+            prop_assert_eq!(fast.message_size(), slow.message_size());
+            prop_assert_eq!(fast.is_discarding(), slow.is_discarding());
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            #[test]
+            fn data_matches_reference(
+                (input, cuts) in body().prop_flat_map(|b| { let n = b.len(); (Just(b), cuts(n)) }),
+                policy in policy(),
+                max in limit(),
+                discard_at in prop::option::weighted(0.2, 0usize..7),
+            ) {
+                check_data(&input, &cuts, policy, max, discard_at)?;
+            }
+
+            #[test]
+            fn data_matches_reference_on_raw_bytes(
+                (input, cuts) in vec(prop_oneof![Just(b'a'), Just(b'\r'), Just(b'\n'), Just(b'.'), Just(0u8)], 0..400)
+                    .prop_flat_map(|b| { let n = b.len(); (Just(b), cuts(n)) }),
+                policy in policy(),
+                max in limit(),
+                discard_at in prop::option::weighted(0.2, 0usize..7),
+            ) {
+                check_data(&input, &cuts, policy, max, discard_at)?;
+            }
+
+            #[test]
+            fn bdat_matches_reference(
+                (input, cuts) in body().prop_flat_map(|b| { let n = b.len(); (Just(b), cuts(n)) }),
+                chunks in vec(prop_oneof![0usize..8, 0usize..2000], 0..6),
+                policy in policy(),
+                max in limit(),
+                discard_at in prop::option::weighted(0.2, 0usize..7),
+            ) {
+                check_bdat(&input, &cuts, &chunks, policy, max, discard_at)?;
+            }
+        }
     }
 }
