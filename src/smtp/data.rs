@@ -505,24 +505,46 @@ impl Lines {
     }
 }
 
-/// The output side of a scan: `out`, plus a run of input bytes `[run, pos)` that are
-/// known to be written out verbatim and not copied yet (copied in one piece later).
+/// The output side of a scan: `out`; then bytes the exact path assembled (`stage`),
+/// kept here to save a copy call per window; then a run of input bytes `[run, pos)` that
+/// are known to be written out verbatim and not copied yet (copied in one piece later).
 struct Pending<'a> {
     out: &'a mut Vec<u8>,
+    stage: [u8; STAGE],
+    staged: usize,
     run: usize,
 }
 
+/// Bytes of assembled output kept before copying them to `out`.
+const STAGE: usize = 2048;
+/// Room the exact path needs in the stage for one window: two bytes per lane, and a
+/// 16-byte copy's overrun.
+const WINDOW_OUT: usize = 2 * LANES + 16;
+
 impl<'a> Pending<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        Self { out, run: 0 }
+        Self {
+            out,
+            stage: [0; STAGE],
+            staged: 0,
+            run: 0,
+        }
     }
 
+    /// `out`, for the stepper (after a [`flush`](Self::flush)).
     fn vec(&mut self) -> &mut Vec<u8> {
+        debug_assert_eq!(self.staged, 0);
         self.out
     }
 
-    /// Writes out the pending run up to `pos` (or drops it when discarding).
+    /// Writes out what is staged and the pending run up to `pos` (or drops the run when
+    /// discarding).
     fn flush(&mut self, input: &[u8], pos: usize, discard: bool) {
+        if self.staged > 0 {
+            self.out
+                .extend_from_slice(self.stage.get(..self.staged).unwrap_or_default());
+            self.staged = 0;
+        }
         if !discard && let Some(run) = input.get(self.run..pos) {
             self.out.extend_from_slice(run);
         }
@@ -532,6 +554,21 @@ impl<'a> Pending<'a> {
     /// Starts the pending run at `pos` (the bytes before it were handled otherwise).
     fn skip_to(&mut self, pos: usize) {
         self.run = pos;
+    }
+
+    /// Room for one window's output at the end of the stage, the run up to `pos` being
+    /// written out first; the caller then adds what it wrote with [`staged`](Self::staged).
+    /// (Never `None`: after the flush, `staged + WINDOW_OUT <= STAGE`.)
+    fn window_room(&mut self, input: &[u8], pos: usize) -> Option<&mut [u8; WINDOW_OUT]> {
+        if self.run < pos || self.staged + WINDOW_OUT > STAGE {
+            self.flush(input, pos, false);
+        }
+        self.stage.get_mut(self.staged..)?.first_chunk_mut()
+    }
+
+    /// Adds `n` bytes written at the start of the room to the stage.
+    fn staged(&mut self, n: usize) {
+        self.staged += n;
     }
 }
 
@@ -598,23 +635,33 @@ fn express<const DOTS: bool>(
     }
     out.flush(input, pos, lines.discard);
     let limit = lines.max_line.unwrap_or(usize::MAX);
-    // An upper bound on the length of the current line.
+    // An upper bound on the length of the current line at `end`; exact when `exact`.
     let mut bound = lines.line_len;
+    let mut exact = true;
     let mut end = pos;
     while let Some((head, next)) = input.get(end..).and_then(superblock_pairs) {
-        let (clean, has_lf) = superblock_check::<DOTS>(head, next);
-        if !clean {
+        if !superblock_clean::<DOTS>(head, next) {
             break;
         }
-        if has_lf {
-            // The first line ending here is at most `bound + SUPER` long, any other at
-            // most `SUPER`; what follows the last LF is shorter than `SUPER`.
-            if bound.saturating_add(SUPER) > limit {
-                break;
-            }
-            bound = SUPER - 1;
+        if bound.saturating_add(SUPER) <= limit {
+            // No line ending here can be too long.
+            bound += SUPER;
+            exact = false;
         } else {
-            bound = bound.saturating_add(SUPER);
+            // One could: measure the current line, then the first one ending here.
+            if !exact {
+                let done = input.get(pos..end).unwrap_or_default();
+                bound = match memchr::memrchr(LF, done) {
+                    Some(last) => done.len() - last - 1,
+                    None => lines.line_len.saturating_add(done.len()),
+                };
+            }
+            match memchr::memchr(LF, head) {
+                Some(first) if bound.saturating_add(first + 1) > limit => break,
+                Some(_) => bound = SUPER - 1 - memchr::memrchr(LF, head).unwrap_or_default(),
+                None => bound = bound.saturating_add(SUPER),
+            }
+            exact = true;
         }
         if !lines.discard {
             out.out.extend_from_slice(head);
@@ -628,6 +675,7 @@ fn express<const DOTS: bool>(
             out.out.pop();
         }
     }
+    out.skip_to(end);
     if end > pos {
         let done = input.get(pos..end).unwrap_or_default();
         lines.written = lines.written.saturating_add(done.len() as u64);
@@ -635,7 +683,6 @@ fn express<const DOTS: bool>(
             Some(last) => done.len() - last - 1,
             None => lines.line_len.saturating_add(done.len()),
         };
-        out.skip_to(end);
     }
     end
 }
@@ -647,23 +694,21 @@ fn superblock_pairs(rest: &[u8]) -> Option<(&[u8; SUPER], &[u8; SUPER])> {
     Some((head, next))
 }
 
-/// `(clean, has_lf)` for one superblock: clean if for every pair `(x, y)`, `x` is `CR`
-/// exactly when `y` is `LF`, and (with dots) no `y` is a dot after an `x` that is `LF`.
-/// Written as an OR-reduction over byte lanes so that it compiles to SIMD compares.
-#[inline(always)]
-fn superblock_check<const DOTS: bool>(head: &[u8; SUPER], next: &[u8; SUPER]) -> (bool, bool) {
+/// `true` if for every pair `(x, y)` of a superblock, `x` is `CR` exactly when `y` is
+/// `LF`, and (with dots) no `y` is a dot after an `x` that is `LF`. Written as an
+/// OR-reduction over byte lanes so that it compiles to SIMD compares; kept out of line,
+/// where the compiler unrolls it fully (inlined, it chose a slower loop).
+#[inline(never)]
+fn superblock_clean<const DOTS: bool>(head: &[u8; SUPER], next: &[u8; SUPER]) -> bool {
     let mut bad = 0u8;
-    let mut lf = 0u8;
     for (&x, &y) in head.iter().zip(next) {
-        let x_lf = u8::from(x == LF);
         let mut v = u8::from(x == CR) ^ u8::from(y == LF);
         if DOTS {
-            v |= x_lf & u8::from(y == DOT);
+            v |= u8::from(x == LF) & u8::from(y == DOT);
         }
         bad |= v;
-        lf |= x_lf;
     }
-    (bad == 0, lf != 0)
+    bad == 0
 }
 
 /// Bytes per window of the exact path.
@@ -739,25 +784,28 @@ fn window<const DOTS: bool, const NORM: bool>(
     let mut flags = [0u8; LANES];
     for (i, f) in flags.iter_mut().enumerate() {
         let (p2, p1, b, n1, n2) = (w[i], w[i + 1], w[i + 2], w[i + 3], w[i + 4]);
-        let lf = u8::from(b == LF);
-        let p1_cr = u8::from(p1 == CR);
-        let blf = lf & (p1_cr ^ 1);
-        let bcr = u8::from(b == CR) & u8::from(n1 != LF);
-        let mut drop = 0;
-        let mut term = 0;
+        let lf = b == LF;
+        let p1_cr = p1 == CR;
+        let bare_lf = lf & !p1_cr;
+        let bare_cr = (b == CR) & (n1 != LF);
+        let (mut drop, mut term) = (false, false);
         if DOTS {
-            let real = u8::from(p1 == LF) & u8::from(p2 == CR);
+            let real = (p1 == LF) & (p2 == CR);
             let start = if NORM {
-                u8::from(p1 == LF) | (p1_cr & (lf ^ 1))
+                (p1 == LF) | (p1_cr & !lf)
             } else {
                 real
             };
-            let dot = start & u8::from(b == DOT);
-            drop = dot & u8::from(n1 != CR) & u8::from(n1 != LF);
-            term = dot & real & u8::from(n1 == CR) & u8::from(n2 == LF);
+            let dot = start & (b == DOT);
+            drop = dot & (n1 != CR) & (n1 != LF);
+            term = dot & real & (n1 == CR) & (n2 == LF);
         }
-        let end = if NORM { lf | bcr } else { lf & p1_cr };
-        *f = drop | (end << 1) | (blf << 2) | (bcr << 3) | (term << 4);
+        let end = if NORM { lf | bare_cr } else { lf & p1_cr };
+        *f = flag(drop, DROP)
+            | flag(end, END)
+            | flag(bare_lf, BARE_LF)
+            | flag(bare_cr, BARE_CR)
+            | flag(term, TERM);
     }
     let mut words = [0u64; LANES / 8];
     for (word, lanes) in words.iter_mut().zip(flags.chunks_exact(8)) {
@@ -783,7 +831,7 @@ fn window<const DOTS: bool, const NORM: bool>(
         }
     }
     if DOTS && any & flag_lanes(TERM) != 0 {
-        n = n.min(flag_bits(&words, TERM).trailing_zeros() as usize);
+        n = n.min(first_lane(&words, TERM).unwrap_or(LANES));
     }
     // Never stop right after a CR: the next window must not start with its LF.
     if n > 0 && w[n + 1] == CR {
@@ -829,34 +877,35 @@ fn window<const DOTS: bool, const NORM: bool>(
         if any & flag_lanes(END) == 0 {
             lines.line_len = lines.line_len.saturating_add(n - n_drop);
         } else {
-            let ends = flag_bits(&words, END);
             let octets = |a: usize, e: usize| {
-                let dot = usize::from(flags[a] & DROP);
-                let bare = usize::from(NORM && flags[e] & (BARE_LF | BARE_CR) != 0);
+                let dot = usize::from(flags[a & (LANES - 1)] & DROP);
+                let bare = usize::from(NORM && flags[e & (LANES - 1)] & (BARE_LF | BARE_CR) != 0);
                 e + 1 - a - dot + bare
             };
-            let mut rest = ends;
-            let mut from = 0;
-            let mut line = lines.line_len;
-            // Lines inside a window are at most 128 octets: with a limit of at least 128
-            // only the first one needs checking.
-            while rest != 0 {
-                let e = rest.trailing_zeros() as usize;
-                line = line.saturating_add(octets(from, e));
-                if line > max {
-                    long += 1;
-                    stop = stop.min(e + 1);
+            if max >= 2 * LANES {
+                // Lines inside a window are at most 128 octets: only the first line
+                // ending here needs checking.
+                let first = first_lane(&words, END).unwrap_or_default();
+                if lines.line_len.saturating_add(octets(0, first)) > max {
+                    long = 1;
+                    stop = first + 1;
                 }
-                line = 0;
-                from = e + 1;
-                rest &= rest - 1;
-                if max >= 2 * LANES {
-                    break;
+            } else {
+                let mut ends = flag_bits(&words, END);
+                let (mut from, mut line) = (0, lines.line_len);
+                while ends != 0 {
+                    let e = ends.trailing_zeros() as usize;
+                    if line.saturating_add(octets(from, e)) > max {
+                        long += 1;
+                        stop = stop.min(e + 1);
+                    }
+                    (from, line) = (e + 1, 0);
+                    ends &= ends - 1;
                 }
             }
-            let last = 63 - ends.leading_zeros() as usize;
+            let last = last_lane(&words, END).unwrap_or_default();
             lines.line_len = if last + 1 < n {
-                n - 1 - usize::from(flags[last + 1] & DROP) - last
+                n - 1 - usize::from(flags[(last + 1) & (LANES - 1)] & DROP) - last
             } else {
                 0
             };
@@ -868,8 +917,7 @@ fn window<const DOTS: bool, const NORM: bool>(
     // copied out first. Unchanged bytes stay pending and are copied in long runs.
     if !lines.discard {
         if !NORM && n_bare != 0 {
-            let first = flag_bits(&words, BARE_LF | BARE_CR);
-            stop = stop.min(first.trailing_zeros() as usize);
+            stop = stop.min(first_lane(&words, BARE_LF | BARE_CR).unwrap_or(LANES));
         }
         let mut special = 0;
         if n_drop != 0 || (NORM && n_bare != 0) {
@@ -877,8 +925,50 @@ fn window<const DOTS: bool, const NORM: bool>(
             special = flag_bits(&words, which) & lanes_bits_below(stop);
         }
         let few = special & special.wrapping_sub(1);
-        if few & few.wrapping_sub(1) == 0 {
-            // At most two lanes to change: split the pending run around them.
+        let dense = few & few.wrapping_sub(1) != 0;
+        let crowded = NORM && n_bare > LANES / 4;
+        if crowded && let Some(buf) = out.window_room(input, pos) {
+            // Bare endings in most lines: write the window byte by byte (each lane
+            // writes its byte or CR, then LF, and moves on by what it emits).
+            let mut first = [0u8; LANES];
+            let mut emit = [0u8; LANES];
+            for (((&f, &b), e), x) in flags.iter().zip(&w[2..]).zip(&mut emit).zip(&mut first) {
+                *x = if f & BARE_LF != 0 { CR } else { b };
+                *e = 1 + u8::from(f & (BARE_LF | BARE_CR) != 0) - (f & DROP);
+            }
+            if let Some(tail) = emit.get_mut(stop..) {
+                tail.fill(0);
+            }
+            let mut k = 0;
+            for (&x, &e) in first.iter().zip(&emit) {
+                // k <= 2 * i <= 126: the mask changes nothing.
+                buf[k & (2 * LANES - 1)] = x;
+                buf[(k + 1) & (2 * LANES - 1)] = LF;
+                k += usize::from(e);
+            }
+            out.staged(k);
+            out.skip_to(pos + n);
+        } else if dense && let Some(buf) = out.window_room(input, pos) {
+            // Many lanes to change: assemble the window's output from 16-byte copies
+            // between them.
+            let (mut k, mut from) = (0, 0);
+            while special != 0 {
+                let to = special.trailing_zeros() as usize;
+                copy_segment(w, from, to, buf, k);
+                k += to - from;
+                if NORM && flags[to & (LANES - 1)] & DROP == 0 {
+                    buf[k & (2 * LANES - 1)] = CR;
+                    buf[(k + 1) & (2 * LANES - 1)] = LF;
+                    k += 2;
+                }
+                from = to + 1;
+                special &= special - 1;
+            }
+            copy_segment(w, from, stop, buf, k);
+            out.staged(k + stop - from);
+            out.skip_to(pos + n);
+        } else {
+            // A few: split the pending run around them.
             while special != 0 {
                 let j = special.trailing_zeros() as usize;
                 out.flush(input, pos + j, false);
@@ -891,40 +981,6 @@ fn window<const DOTS: bool, const NORM: bool>(
             if doomed {
                 out.flush(input, pos + stop, false);
             }
-        } else {
-            // Many: assemble the window's output from 16-byte copies between them.
-            out.flush(input, pos, false);
-            let mut buf = [0u8; 2 * LANES + 16];
-            let (mut k, mut from) = (0, 0);
-            loop {
-                let to = if special == 0 {
-                    stop
-                } else {
-                    special.trailing_zeros() as usize
-                };
-                // from + c < to <= 64 and k + c < from + to <= 127 (k <= 2 * from): the
-                // masks change no index, and they let the compiler see that the copies
-                // stay inside `w` (s + 18 <= 81) and `buf` (d + 16 <= 143).
-                let mut c = 0;
-                while from + c < to {
-                    let (s, d) = ((from + c) & (LANES - 1), (k + c) & (2 * LANES - 1));
-                    buf[d..d + 16].copy_from_slice(&w[s + 2..s + 18]);
-                    c += 16;
-                }
-                k += to - from;
-                if special == 0 {
-                    break;
-                }
-                if NORM && flags[to & (LANES - 1)] & DROP == 0 {
-                    buf[k & (2 * LANES - 1)] = CR;
-                    buf[(k + 1) & (2 * LANES - 1)] = LF;
-                    k += 2;
-                }
-                from = to + 1;
-                special &= special - 1;
-            }
-            out.out.extend_from_slice(&buf[..k & (2 * LANES - 1)]);
-            out.skip_to(pos + n);
         }
     }
     if lines.discard || doomed {
@@ -946,6 +1002,50 @@ fn window<const DOTS: bool, const NORM: bool>(
         starts.real = starts.at && last & (BARE_LF | BARE_CR) == 0;
     }
     n
+}
+
+/// Copies lanes `from..to` of a window to `buf[k..]` in 16-byte pieces (up to 15 bytes
+/// past the end are written too, and overwritten or ignored later).
+#[allow(clippy::indexing_slicing)] // The masks keep every index in bounds; see below.
+#[inline(always)]
+fn copy_segment(
+    w: &[u8; WINDOW_BYTES],
+    from: usize,
+    to: usize,
+    buf: &mut [u8; WINDOW_OUT],
+    k: usize,
+) {
+    // from <= to <= 64 and k <= 2 * from, so for c < to - from: from + c <= 63 and
+    // k + c <= 127, and the masks change nothing; they show the compiler that
+    // s + 18 <= 81 < WINDOW_BYTES and d + 16 <= 143 < WINDOW_OUT.
+    let (s, d) = (from & (LANES - 1), k & (2 * LANES - 1));
+    buf[d..d + 16].copy_from_slice(&w[s + 2..s + 18]);
+    let mut c = 16;
+    while c < to.saturating_sub(from) {
+        let (s, d) = ((from + c) & (LANES - 1), (k + c) & (2 * LANES - 1));
+        buf[d..d + 16].copy_from_slice(&w[s + 2..s + 18]);
+        c += 16;
+    }
+}
+
+/// `bit` if `on`, else 0 (compiles to a compare mask and an AND).
+#[inline(always)]
+fn flag(on: bool, bit: u8) -> u8 {
+    if on { bit } else { 0 }
+}
+
+/// The first lane with any of `flags`.
+fn first_lane(words: &[u64; LANES / 8], flags: u8) -> Option<usize> {
+    let lanes = flag_lanes(flags);
+    let (j, w) = words.iter().enumerate().find(|&(_, &w)| w & lanes != 0)?;
+    Some(8 * j + (w & lanes).trailing_zeros() as usize / 8)
+}
+
+/// The last lane with any of `flags`.
+fn last_lane(words: &[u64; LANES / 8], flags: u8) -> Option<usize> {
+    let lanes = flag_lanes(flags);
+    let (j, w) = words.iter().enumerate().rfind(|&(_, &w)| w & lanes != 0)?;
+    Some(8 * j + 7 - (w & lanes).leading_zeros() as usize / 8)
 }
 
 /// Flag bits of a lane in [`window`].
