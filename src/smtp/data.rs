@@ -612,15 +612,18 @@ impl Lane {
 /// Bytes per superblock of the express lane.
 const SUPER: usize = 256;
 
-/// The express lane: consumes whole superblocks from `pos` as long as they need no work
-/// at all (every `CR` followed by `LF`, every `LF` preceded by `CR`, no dot at a line
-/// start, no line near the limit), copying them out while they are hot in the cache.
-/// Returns the end of what it consumed (`pos` if nothing).
+/// The express lane: consumes whole superblocks from `pos` as long as they need little
+/// work (every `CR` followed by `LF`, every `LF` preceded by `CR`, no line near the limit,
+/// and at most a few dots at line starts, all of them stuffed: followed by neither `CR`
+/// nor `LF`), copying them out while they are hot in the cache and dropping the stuffed
+/// dots. Returns the end of what it consumed (`pos` if nothing).
 ///
 /// Needs the state machine in `Text` with `pos >= 1`; like every path here it never
-/// stops right after a `CR`, so the byte before `pos` is never a `CR`. Each superblock `[s, s + 256)` is checked as 256 byte pairs
-/// `(s + j, s + j + 1)`, one byte of lookahead, so the pair that straddles two
-/// superblocks is checked with the first; the pair ending at `pos` is checked here first.
+/// stops right after a `CR`, so the byte before `pos` is never a `CR`. Each superblock
+/// `[s, s + 256)` is checked as 256 byte pairs `(s + j, s + j + 1)`, one byte of
+/// lookahead, so the pair that straddles two superblocks is checked with the first; the
+/// pair ending at `pos` is checked here first. What is accepted becomes the pending run
+/// (minus dropped dots), copied out superblock by superblock.
 fn express<const DOTS: bool>(
     lines: &mut Lines,
     line_start: bool,
@@ -628,19 +631,30 @@ fn express<const DOTS: bool>(
     pos: usize,
     out: &mut Pending<'_>,
 ) -> usize {
+    let discard = lines.discard;
+    let mut end = pos;
+    let mut dropped = 0;
     match input.get(pos) {
         Some(&LF) | None => return pos,
-        Some(&DOT) if DOTS && line_start => return pos,
+        Some(&DOT) if DOTS && line_start => {
+            if !stuffed(input, pos) {
+                return pos;
+            }
+            out.flush(input, pos, discard);
+            out.skip_to(pos + 1);
+            (end, dropped) = (pos + 1, 1);
+        }
         Some(_) => {}
     }
-    out.flush(input, pos, lines.discard);
+    let from = end;
     let limit = lines.max_line.unwrap_or(usize::MAX);
-    // An upper bound on the length of the current line at `end`; exact when `exact`.
-    let mut bound = lines.line_len;
+    // An upper bound on the length of the current line at `end` (counting dropped dots,
+    // which only makes it larger); `exact` when it was measured.
+    let mut bound = lines.line_len.saturating_add(end - pos);
     let mut exact = true;
-    let mut end = pos;
     while let Some((head, next)) = input.get(end..).and_then(superblock_pairs) {
-        if !superblock_clean::<DOTS>(head, next) {
+        let (pairs_ok, dots_ok) = superblock_check::<DOTS>(head, next);
+        if !pairs_ok {
             break;
         }
         if bound.saturating_add(SUPER) <= limit {
@@ -649,11 +663,14 @@ fn express<const DOTS: bool>(
             exact = false;
         } else {
             // One could: measure the current line, then the first one ending here.
+            if !dots_ok {
+                break;
+            }
             if !exact {
-                let done = input.get(pos..end).unwrap_or_default();
+                let done = input.get(from..end).unwrap_or_default();
                 bound = match memchr::memrchr(LF, done) {
                     Some(last) => done.len() - last - 1,
-                    None => lines.line_len.saturating_add(done.len()),
+                    None => bound.min(lines.line_len.saturating_add(end - pos)),
                 };
             }
             match memchr::memchr(LF, head) {
@@ -663,28 +680,66 @@ fn express<const DOTS: bool>(
             }
             exact = true;
         }
-        if !lines.discard {
-            out.out.extend_from_slice(head);
+        if DOTS && !dots_ok {
+            // Dots after LF here (the last may be the next superblock's first byte):
+            // all must be stuffed, and few.
+            let mut dots = [0; MAX_EXPRESS_DOTS];
+            let mut n = 0;
+            for d in memchr::memchr_iter(LF, head).map(|q| end + q + 1) {
+                if input.get(d) == Some(&DOT) {
+                    match dots.get_mut(n) {
+                        Some(slot) if stuffed(input, d) => *slot = d,
+                        _ => {
+                            n = usize::MAX;
+                            break;
+                        }
+                    }
+                    n += 1;
+                }
+            }
+            let Some(dots) = dots.get(..n) else {
+                break;
+            };
+            for &d in dots {
+                out.flush(input, d, discard);
+                out.skip_to(d + 1);
+            }
+            dropped += n;
         }
         end += SUPER;
-    }
-    // Never stop right after a CR: whatever runs next must not start with its LF.
-    if end > pos && input.get(end - 1) == Some(&CR) {
-        end -= 1;
-        if !lines.discard {
-            out.out.pop();
+        // Copy out all but the last byte, which may be a CR given back below.
+        if out.run < end - 1 {
+            out.flush(input, end - 1, discard);
         }
     }
-    out.skip_to(end);
+    // A dot dropped as the first byte of the superblock that was not taken is consumed.
+    end = end.max(out.run);
+    // Never stop right after a CR: whatever runs next must not start with its LF.
+    if end > from && input.get(end - 1) == Some(&CR) {
+        end -= 1;
+    }
     if end > pos {
-        let done = input.get(pos..end).unwrap_or_default();
-        lines.written = lines.written.saturating_add(done.len() as u64);
+        lines.written = lines.written.saturating_add((end - pos - dropped) as u64);
+        let done = input.get(from..end).unwrap_or_default();
         lines.line_len = match memchr::memrchr(LF, done) {
-            Some(last) => done.len() - last - 1,
-            None => lines.line_len.saturating_add(done.len()),
+            // Dots after LF in here were all dropped.
+            Some(last) => done.len() - last - 1 - usize::from(done.get(last + 1) == Some(&DOT)),
+            None => lines
+                .line_len
+                .saturating_add(end - pos - usize::from(from > pos)),
         };
     }
     end
+}
+
+/// Most dots at line starts the express lane drops per superblock (denser ones are left
+/// to the exact path, which handles them per window).
+const MAX_EXPRESS_DOTS: usize = 8;
+
+/// `true` if the dot at `d` (at a line start) is stuffed: neither `CR` nor `LF` follows
+/// (`false` if what follows is not known yet).
+fn stuffed(input: &[u8], d: usize) -> bool {
+    !matches!(input.get(d + 1), Some(&CR | &LF) | None)
 }
 
 /// The superblock at the start of `rest` and the same bytes shifted by one.
@@ -694,21 +749,21 @@ fn superblock_pairs(rest: &[u8]) -> Option<(&[u8; SUPER], &[u8; SUPER])> {
     Some((head, next))
 }
 
-/// `true` if for every pair `(x, y)` of a superblock, `x` is `CR` exactly when `y` is
-/// `LF`, and (with dots) no `y` is a dot after an `x` that is `LF`. Written as an
-/// OR-reduction over byte lanes so that it compiles to SIMD compares; kept out of line,
-/// where the compiler unrolls it fully (inlined, it chose a slower loop).
+/// For the pairs `(x, y)` of a superblock: whether `x` is `CR` exactly when `y` is `LF`
+/// in all of them, and (with dots) whether no `y` is a dot after an `x` that is `LF`.
+/// Written as OR-reductions over byte lanes so that it compiles to SIMD compares; kept
+/// out of line, where the compiler unrolls it fully (inlined, it chose a slower loop).
 #[inline(never)]
-fn superblock_clean<const DOTS: bool>(head: &[u8; SUPER], next: &[u8; SUPER]) -> bool {
-    let mut bad = 0u8;
+fn superblock_check<const DOTS: bool>(head: &[u8; SUPER], next: &[u8; SUPER]) -> (bool, bool) {
+    let mut pairs = 0u8;
+    let mut dots = 0u8;
     for (&x, &y) in head.iter().zip(next) {
-        let mut v = u8::from(x == CR) ^ u8::from(y == LF);
+        pairs |= u8::from(x == CR) ^ u8::from(y == LF);
         if DOTS {
-            v |= u8::from(x == LF) & u8::from(y == DOT);
+            dots |= u8::from(x == LF) & u8::from(y == DOT);
         }
-        bad |= v;
     }
-    bad == 0
+    (pairs == 0, dots == 0)
 }
 
 /// Bytes per window of the exact path.
@@ -1587,6 +1642,92 @@ mod tests {
         rx.finish(&mut out);
         assert!(rx.violations().is_clean());
         assert_eq!(out, b"a\r\nb");
+    }
+
+    /// Feeds `input` whole and split in two at each of `splits` to both DATA receivers
+    /// and checks they agree; returns the body.
+    fn same_as_reference(input: &[u8], policy: BareLineEnding, max: Option<usize>) -> Vec<u8> {
+        let mut body = None;
+        for split in [
+            None,
+            Some(1),
+            Some(input.len() / 2),
+            Some(input.len().saturating_sub(3)),
+        ] {
+            let mut fast = DataReceiver::new(policy, max);
+            let mut slow = reference::DataReceiver::new(policy, max);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (head, tail) = input.split_at(split.unwrap_or(0).min(input.len()));
+            for piece in [head, tail] {
+                assert_eq!(fast.ingest(piece, &mut a), slow.ingest(piece, &mut b));
+                if fast.is_done() {
+                    break;
+                }
+            }
+            assert_eq!(a, b, "{split:?}");
+            assert_eq!(fast.violations(), slow.violations());
+            assert_eq!(fast.message_size(), slow.message_size());
+            assert_eq!(fast.received(), slow.received());
+            assert_eq!(fast.is_discarding(), slow.is_discarding());
+            body = Some(a);
+        }
+        body.unwrap_or_default()
+    }
+
+    /// Every special shape at every offset from the start, so that each one straddles
+    /// every window and superblock boundary once.
+    #[test]
+    fn shapes_at_every_offset() {
+        let shapes: &[&[u8]] = &[
+            b"\r\n.\r\n",
+            b"\r\n..x\r\n",
+            b"\r\n.\r\r\n",
+            b"\r\n.\n",
+            b"\n.\r\n",
+            b"\r\n\r\n",
+            b"\rx",
+            b"x\n",
+        ];
+        let mut line = b"abcdefghij".repeat(30);
+        line.extend_from_slice(b"\r\n");
+        for shape in shapes {
+            for offset in 0..600 {
+                let mut input = b"y".repeat(offset);
+                input.extend_from_slice(b"\r\n");
+                input.extend_from_slice(shape);
+                input.extend_from_slice(&line.repeat(3));
+                input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+                for policy in [BareLineEnding::Reject, BareLineEnding::Normalize] {
+                    for max in [None, Some(1000), Some(600), Some(100)] {
+                        same_as_reference(&input, policy, max);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A stuffed line, and lines near the length limit, right after the express lane has
+    /// run for a while, at every offset.
+    #[test]
+    fn express_exits_at_every_offset() {
+        let mut line = b"abcdefghij".repeat(7);
+        line.extend_from_slice(b"\r\n");
+        for offset in 0..600 {
+            for tail in [&b"..stuffed\r\n"[..], b".\r\n", b"\r\n.x", b"\n"] {
+                let mut input = line.repeat(8);
+                input.extend_from_slice(&b"z".repeat(offset));
+                input.extend_from_slice(b"\r\n");
+                input.extend_from_slice(tail);
+                input.extend_from_slice(&line.repeat(8));
+                input.extend_from_slice(&b"w".repeat(offset + 400));
+                input.extend_from_slice(b"\r\n.\r\n");
+                for policy in [BareLineEnding::Reject, BareLineEnding::Normalize] {
+                    for max in [None, Some(1000), Some(512), Some(700)] {
+                        same_as_reference(&input, policy, max);
+                    }
+                }
+            }
+        }
     }
 
     /// Differential tests: the fast receivers against the byte-at-a-time reference, on
