@@ -18,6 +18,27 @@
 //!
 //! Message bytes are appended to a caller-supplied `Vec<u8>`; the receiver itself holds
 //! only a few bytes of state, whatever the input.
+//!
+//! # How it is fast
+//! The byte-at-a-time state machine is the definition (the tests check the fast paths
+//! against a verbatim copy of it, on any split of the input), but it only runs on the
+//! few bytes where it is inside a line ending or a dot sequence. The rest goes through
+//! two block paths that produce exactly what it would, counts and sizes included, in
+//! discard mode too:
+//! - The express lane takes 256-byte superblocks that need little work. Every byte pair
+//!   is checked at once (a `CR` exactly before each `LF`; dots after `LF`) by compares
+//!   the compiler turns into SIMD; lines are bounded per superblock and measured only
+//!   near the limit; a few stuffed dots are dropped; the rest is copied out while it is
+//!   in the cache.
+//! - The exact path classifies a 64-byte window lane by lane from the two bytes on each
+//!   side (bare endings, line starts and ends, dropped dots, the terminator) into a flag
+//!   byte per lane, then counts, checks line lengths and writes the window from those
+//!   flags: unchanged bytes as one pending run copied later, changes by splitting the
+//!   run or by assembling the window in a staging buffer.
+//!
+//! After a failed express attempt, the exact path runs for a stretch that doubles with
+//! each failure in a row, so that input built to defeat the express lane costs little.
+//! The benches in `benches/smtp/data.rs` compare both receivers with smtp-proto.
 
 use crate::line::BareLineEnding;
 
@@ -510,7 +531,8 @@ impl Lines {
 /// are known to be written out verbatim and not copied yet (copied in one piece later).
 struct Pending<'a> {
     out: &'a mut Vec<u8>,
-    stage: [u8; STAGE],
+    /// Made (zeroed) on first use only, so that short calls do not pay for it.
+    stage: Option<[u8; STAGE]>,
     staged: usize,
     run: usize,
 }
@@ -525,7 +547,7 @@ impl<'a> Pending<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
         Self {
             out,
-            stage: [0; STAGE],
+            stage: None,
             staged: 0,
             run: 0,
         }
@@ -541,8 +563,8 @@ impl<'a> Pending<'a> {
     /// discarding).
     fn flush(&mut self, input: &[u8], pos: usize, discard: bool) {
         if self.staged > 0 {
-            self.out
-                .extend_from_slice(self.stage.get(..self.staged).unwrap_or_default());
+            let stage = self.stage.as_ref().and_then(|s| s.get(..self.staged));
+            self.out.extend_from_slice(stage.unwrap_or_default());
             self.staged = 0;
         }
         if !discard && let Some(run) = input.get(self.run..pos) {
@@ -563,7 +585,8 @@ impl<'a> Pending<'a> {
         if self.run < pos || self.staged + WINDOW_OUT > STAGE {
             self.flush(input, pos, false);
         }
-        self.stage.get_mut(self.staged..)?.first_chunk_mut()
+        let stage = self.stage.get_or_insert([0; STAGE]);
+        stage.get_mut(self.staged..)?.first_chunk_mut()
     }
 
     /// Adds `n` bytes written at the start of the room to the stage.
@@ -597,8 +620,10 @@ impl Lane {
     }
 
     /// Records an attempt from `pos` that ended at `end`; `true` if it made progress.
+    /// Either way, what stopped it is left to the exact path.
     fn record(&mut self, pos: usize, end: usize) -> bool {
         if end > pos {
+            self.not_before = end.saturating_add(SUPER);
             self.backoff = SUPER;
             true
         } else {
@@ -613,10 +638,10 @@ impl Lane {
 const SUPER: usize = 256;
 
 /// The express lane: consumes whole superblocks from `pos` as long as they need little
-/// work (every `CR` followed by `LF`, every `LF` preceded by `CR`, no line near the limit,
-/// and at most a few dots at line starts, all of them stuffed: followed by neither `CR`
-/// nor `LF`), copying them out while they are hot in the cache and dropping the stuffed
-/// dots. Returns the end of what it consumed (`pos` if nothing).
+/// work (every `CR` followed by `LF`, every `LF` preceded by `CR`, no line over the
+/// limit, and at most a few dots at line starts, all of them stuffed: followed by neither
+/// `CR` nor `LF`), copying them out while they are hot in the cache and dropping the
+/// stuffed dots. Returns the end of what it consumed (`pos` if nothing).
 ///
 /// Needs the state machine in `Text` with `pos >= 1`; like every path here it never
 /// stops right after a `CR`, so the byte before `pos` is never a `CR`. Each superblock
@@ -793,7 +818,9 @@ struct Starts {
 /// compares and packs those facts into one flag byte per lane; everything that varies
 /// per window (where the dropped dots, the bare endings and the line ends are) is then
 /// read from eight words of flags or from bitmasks made from them.
-#[allow(clippy::indexing_slicing)] // Constant-bounded loops over arrays; see the notes.
+// Indexing: lanes are below 64 (masked where the compiler cannot see it) and reach at
+// most 4 further, into arrays of 64 or WINDOW_BYTES = 82.
+#[allow(clippy::indexing_slicing)]
 fn window<const DOTS: bool, const NORM: bool>(
     lines: &mut Lines,
     starts: &mut Starts,
