@@ -1002,79 +1002,82 @@ fn window<const DOTS: bool, const NORM: bool>(
         if !NORM && n_bare != 0 {
             stop = stop.min(first_lane(&words, BARE_LF | BARE_CR).unwrap_or(LANES));
         }
-        let mut special = 0;
-        if n_drop != 0 || (NORM && n_bare != 0) {
-            let which = if NORM { DROP | BARE_LF | BARE_CR } else { DROP };
-            special = flag_bits(&words, which) & lanes_bits_below(stop);
-        }
-        let few = special & special.wrapping_sub(1);
-        let dense = few & few.wrapping_sub(1) != 0;
         let crowded = NORM && n_bare > LANES / 4;
         if crowded && let Some(buf) = out.window_room(input, pos) {
             // Bare endings in most lines: write the window byte by byte (each lane
             // writes its byte or CR, then LF, and moves on by what it emits).
-            let mut first = [0u8; LANES];
+            let mut pairs = [0u16; LANES]; // the lane's byte (or CR), then LF
             let mut emit = [0u8; LANES];
-            for (((&f, &b), e), x) in flags.iter().zip(&w[2..]).zip(&mut emit).zip(&mut first) {
-                *x = if f & BARE_LF != 0 { CR } else { b };
+            for (((&f, &b), e), x) in flags.iter().zip(&w[2..]).zip(&mut emit).zip(&mut pairs) {
+                *x = u16::from(if f & BARE_LF != 0 { CR } else { b }) | u16::from(LF) << 8;
                 *e = 1 + u8::from(f & (BARE_LF | BARE_CR) != 0) - (f & DROP);
             }
             if let Some(tail) = emit.get_mut(stop..) {
                 tail.fill(0);
             }
             let mut k = 0;
-            for (&x, &e) in first.iter().zip(&emit) {
+            for (&x, &e) in pairs.iter().zip(&emit) {
                 // k <= 2 * i <= 126: the mask changes nothing.
-                buf[k & (2 * LANES - 1)] = x;
-                buf[(k + 1) & (2 * LANES - 1)] = LF;
+                let d = k & (2 * LANES - 1);
+                buf[d..d + 2].copy_from_slice(&x.to_le_bytes());
                 k += usize::from(e);
             }
             out.staged(k);
             out.skip_to(pos + n);
-        } else if dense && let Some(buf) = out.window_room(input, pos) {
-            // Many lanes to change: assemble the window's output from 16-byte copies
-            // between them.
-            let (mut k, mut from) = (0, 0);
-            // Whether every piece between them is at most 16 bytes (one copy each): a
-            // lane at 16 or more has a special lane among the 16 before it.
-            let mut near = special;
-            near |= near << 1;
-            near |= near << 2;
-            near |= near << 4;
-            near |= near << 8;
-            let short = ((near << 1) | 0xFFFF) & lanes_bits_below(stop) == lanes_bits_below(stop);
-            while special != 0 {
-                let to = special.trailing_zeros() as usize;
-                if short {
-                    copy_short_segment(w, from, buf, k);
-                } else {
-                    copy_segment(w, from, to, buf, k);
-                }
-                k += to - from;
-                if NORM && flags[to & (LANES - 1)] & DROP == 0 {
-                    buf[k & (2 * LANES - 1)] = CR;
-                    buf[(k + 1) & (2 * LANES - 1)] = LF;
-                    k += 2;
-                }
-                from = to + 1;
-                special &= special - 1;
-            }
-            copy_segment(w, from, stop, buf, k);
-            out.staged(k + stop - from);
-            out.skip_to(pos + n);
         } else {
-            // A few: split the pending run around them.
-            while special != 0 {
-                let j = special.trailing_zeros() as usize;
-                out.flush(input, pos + j, false);
-                if NORM && flags[j & (LANES - 1)] & DROP == 0 {
-                    out.out.extend_from_slice(b"\r\n");
-                }
-                out.skip_to(pos + j + 1);
-                special &= special - 1;
+            let mut special = 0;
+            if n_drop != 0 || (NORM && n_bare != 0) {
+                let which = if NORM { DROP | BARE_LF | BARE_CR } else { DROP };
+                special = flag_bits(&words, which) & lanes_bits_below(stop);
             }
-            if doomed {
-                out.flush(input, pos + stop, false);
+            let few = special & special.wrapping_sub(1);
+            let dense = few & few.wrapping_sub(1) != 0;
+            if dense && let Some(buf) = out.window_room(input, pos) {
+                // Many lanes to change: assemble the window's output from 16-byte copies
+                // between them.
+                let (mut k, mut from) = (0, 0);
+                // Whether every piece between them is at most 16 bytes (one copy each): a
+                // lane at 16 or more has a special lane among the 16 before it.
+                let mut near = special;
+                near |= near << 1;
+                near |= near << 2;
+                near |= near << 4;
+                near |= near << 8;
+                let short =
+                    ((near << 1) | 0xFFFF) & lanes_bits_below(stop) == lanes_bits_below(stop);
+                while special != 0 {
+                    let to = special.trailing_zeros() as usize;
+                    if short {
+                        copy_short_segment(w, from, buf, k);
+                    } else {
+                        copy_segment(w, from, to, buf, k);
+                    }
+                    k += to - from;
+                    if NORM && flags[to & (LANES - 1)] & DROP == 0 {
+                        buf[k & (2 * LANES - 1)] = CR;
+                        buf[(k + 1) & (2 * LANES - 1)] = LF;
+                        k += 2;
+                    }
+                    from = to + 1;
+                    special &= special - 1;
+                }
+                copy_segment(w, from, stop, buf, k);
+                out.staged(k + stop - from);
+                out.skip_to(pos + n);
+            } else {
+                // A few: split the pending run around them.
+                while special != 0 {
+                    let j = special.trailing_zeros() as usize;
+                    out.flush(input, pos + j, false);
+                    if NORM && flags[j & (LANES - 1)] & DROP == 0 {
+                        out.out.extend_from_slice(b"\r\n");
+                    }
+                    out.skip_to(pos + j + 1);
+                    special &= special - 1;
+                }
+                if doomed {
+                    out.flush(input, pos + stop, false);
+                }
             }
         }
     }
