@@ -15,8 +15,7 @@ const LINE: usize = 78;
 
 /// Deterministic printable text (xorshift), no CR, LF or dot.
 fn text(n: usize, seed: &mut u64) -> impl Iterator<Item = u8> + '_ {
-    const ALPHABET: &[u8] =
-        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789  ,;:-=<>@";
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789  ,;:-=<>@";
     (0..n).map(move |_| {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
@@ -86,20 +85,15 @@ fn data(c: &mut Criterion) {
     });
     g.finish();
 
-    let bodies = [
-        ("data_normal", normal),
-        ("data_stuffed", lines_body(1)),
-        ("data_dotdot", repeated(b"..\r\n")),
-    ];
+    let bodies =
+        [("data_normal", normal), ("data_stuffed", lines_body(1)), ("data_dotdot", repeated(b"..\r\n"))];
     for (name, body) in &bodies {
         let mut g = c.benchmark_group(*name);
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("postern", |b| {
             b.iter(|| postern_data(black_box(body), &mut out, BareLineEnding::Reject));
         });
-        g.bench_function("smtp-proto", |b| {
-            b.iter(|| smtp_proto_data(black_box(body), &mut out))
-        });
+        g.bench_function("smtp-proto", |b| b.iter(|| smtp_proto_data(black_box(body), &mut out)));
         if *name == "data_normal" {
             // As a session feeds it: one call per 16 KiB read.
             g.bench_function("postern_16k_reads", |b| {
@@ -137,9 +131,7 @@ fn hostile(c: &mut Criterion) {
     for (name, pattern, policy) in bodies {
         let body = repeated(pattern);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function(name, |b| {
-            b.iter(|| postern_data(black_box(&body), &mut out, policy))
-        });
+        g.bench_function(name, |b| b.iter(|| postern_data(black_box(&body), &mut out, policy)));
     }
     g.finish();
 }

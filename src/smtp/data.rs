@@ -202,10 +202,7 @@ impl DataReceiver {
                     continue;
                 }
             }
-            let mut starts = Starts {
-                at: self.line_start,
-                real: self.real_line_start,
-            };
+            let mut starts = Starts { at: self.line_start, real: self.real_line_start };
             let used = window::<true, NORM>(&mut self.lines, &mut starts, input, pos, &mut out);
             self.line_start = starts.at;
             self.real_line_start = starts.real;
@@ -324,11 +321,7 @@ impl BdatReceiver {
     /// Creates a receiver for one message.
     #[must_use]
     pub fn new(policy: BareLineEnding, max_text_line: Option<usize>) -> Self {
-        Self {
-            lines: Lines::new(policy, max_text_line),
-            remaining: 0,
-            after_cr: false,
-        }
+        Self { lines: Lines::new(policy, max_text_line), remaining: 0, after_cr: false }
     }
 
     /// Expects a new chunk of `size` octets.
@@ -379,9 +372,7 @@ impl BdatReceiver {
     /// Consumes up to the rest of the current chunk from `input`, appending content to
     /// `out`. Returns the bytes consumed and whether the chunk is complete.
     pub fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
-        let take = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(input.len());
+        let take = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(input.len());
         let chunk = input.get(..take).unwrap_or_default();
         if self.lines.normalize() {
             self.scan::<true>(chunk, out);
@@ -412,10 +403,7 @@ impl BdatReceiver {
                     continue;
                 }
             }
-            let mut starts = Starts {
-                at: false,
-                real: false,
-            };
+            let mut starts = Starts { at: false, real: false };
             let used = window::<false, NORM>(&mut self.lines, &mut starts, chunk, pos, &mut out);
             if used == 0 {
                 out.flush(chunk, pos, self.lines.discard);
@@ -507,11 +495,7 @@ impl Lines {
     /// A bare `LF` (or `CR`): counted; under `Normalize` written out as `CRLF` and the
     /// line ends (returns `true`), otherwise the message is doomed.
     fn bare(&mut self, out: &mut Vec<u8>, lf: bool) -> bool {
-        let n = if lf {
-            &mut self.violations.bare_lf
-        } else {
-            &mut self.violations.bare_cr
-        };
+        let n = if lf { &mut self.violations.bare_lf } else { &mut self.violations.bare_cr };
         *n = n.saturating_add(1);
         if self.normalize() {
             self.emit(out, b"\r\n");
@@ -545,12 +529,7 @@ const WINDOW_OUT: usize = 2 * LANES + 16;
 
 impl<'a> Pending<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        Self {
-            out,
-            stage: None,
-            staged: 0,
-            run: 0,
-        }
+        Self { out, stage: None, staged: 0, run: 0 }
     }
 
     /// `out`, for the stepper (after a [`flush`](Self::flush)).
@@ -608,11 +587,7 @@ impl Lane {
     /// The express lane checks only the first line ending in each superblock, which is
     /// enough for limits of at least a superblock.
     fn new(max_line: Option<usize>) -> Self {
-        Self {
-            enabled: max_line.is_none_or(|max| max >= SUPER),
-            not_before: 0,
-            backoff: SUPER,
-        }
+        Self { enabled: max_line.is_none_or(|max| max >= SUPER), not_before: 0, backoff: SUPER }
     }
 
     fn try_express(&self, pos: usize) -> bool {
@@ -750,9 +725,7 @@ fn express<const DOTS: bool>(
         lines.line_len = match memchr::memrchr(LF, done) {
             // Dots after LF in here were all dropped.
             Some(last) => done.len() - last - 1 - usize::from(done.get(last + 1) == Some(&DOT)),
-            None => lines
-                .line_len
-                .saturating_add(end - pos - usize::from(from > pos)),
+            None => lines.line_len.saturating_add(end - pos - usize::from(from > pos)),
         };
     }
     end
@@ -841,10 +814,7 @@ fn window<const DOTS: bool, const NORM: bool>(
         .and_then(|w| w.try_into().ok())
     {
         Some(w) => {
-            debug_assert_eq!(
-                (starts.at, starts.at && starts.real),
-                line_start_in::<DOTS, NORM>(w)
-            );
+            debug_assert_eq!((starts.at, starts.at && starts.real), line_start_in::<DOTS, NORM>(w));
             w
         }
         None => {
@@ -874,11 +844,7 @@ fn window<const DOTS: bool, const NORM: bool>(
         let (mut drop, mut term) = (false, false);
         if DOTS {
             let real = (p1 == LF) & (p2 == CR);
-            let start = if NORM {
-                (p1 == LF) | (p1_cr & !lf)
-            } else {
-                real
-            };
+            let start = if NORM { (p1 == LF) | (p1_cr & !lf) } else { real };
             let dot = start & (b == DOT);
             drop = dot & (n1 != CR) & (n1 != LF);
             term = dot & real & (n1 == CR) & (n2 == LF);
@@ -934,22 +900,14 @@ fn window<const DOTS: bool, const NORM: bool>(
     };
 
     // Counts.
-    let n_drop = if any & flag_lanes(DROP) != 0 {
-        flag_count(&words, DROP)
-    } else {
-        0
-    };
+    let n_drop = if any & flag_lanes(DROP) != 0 { flag_count(&words, DROP) } else { 0 };
     let (n_blf, n_bcr) = if any & flag_lanes(BARE_LF | BARE_CR) != 0 {
         (flag_count(&words, BARE_LF), flag_count(&words, BARE_CR))
     } else {
         (0, 0)
     };
     let n_bare = n_blf + n_bcr;
-    let written = if NORM {
-        n - n_drop + n_bare
-    } else {
-        n - n_drop - n_bare
-    };
+    let written = if NORM { n - n_drop + n_bare } else { n - n_drop - n_bare };
 
     // Line lengths. A line start can only be a dropped dot's lane, and a bare ending in a
     // line is its end under `Normalize`; so a line of lanes a..=e is e - a + 1 octets,
@@ -1043,8 +1001,7 @@ fn window<const DOTS: bool, const NORM: bool>(
                 near |= near << 2;
                 near |= near << 4;
                 near |= near << 8;
-                let short =
-                    ((near << 1) | 0xFFFF) & lanes_bits_below(stop) == lanes_bits_below(stop);
+                let short = ((near << 1) | 0xFFFF) & lanes_bits_below(stop) == lanes_bits_below(stop);
                 while special != 0 {
                     let to = special.trailing_zeros() as usize;
                     if short {
@@ -1106,13 +1063,7 @@ fn window<const DOTS: bool, const NORM: bool>(
 /// past the end are written too, and overwritten or ignored later).
 #[allow(clippy::indexing_slicing)] // The masks keep every index in bounds; see below.
 #[inline(always)]
-fn copy_segment(
-    w: &[u8; WINDOW_BYTES],
-    from: usize,
-    to: usize,
-    buf: &mut [u8; WINDOW_OUT],
-    k: usize,
-) {
+fn copy_segment(w: &[u8; WINDOW_BYTES], from: usize, to: usize, buf: &mut [u8; WINDOW_OUT], k: usize) {
     // from <= to <= 64 and k <= 2 * from, so for c < to - from: from + c <= 63 and
     // k + c <= 127, and the masks change nothing; they show the compiler that
     // s + 18 <= 81 < WINDOW_BYTES and d + 16 <= 143 < WINDOW_OUT.
@@ -1209,9 +1160,7 @@ fn flag_bits(words: &[u64; LANES / 8], flags: u8) -> u64 {
 /// per byte, no carries), then a multiply adds up the bytes into the top one.
 fn flag_count(words: &[u64; LANES / 8], flag: u8) -> usize {
     let shift = flag.trailing_zeros();
-    let sum = words
-        .iter()
-        .fold(0u64, |a, &w| a + ((w >> shift) & flag_lanes(1)));
+    let sum = words.iter().fold(0u64, |a, &w| a + ((w >> shift) & flag_lanes(1)));
     (sum.wrapping_mul(flag_lanes(1)) >> 56) as usize
 }
 
@@ -1219,11 +1168,7 @@ fn flag_count(words: &[u64; LANES / 8], flag: u8) -> usize {
 /// say (for the debug check that they agree with the state machine's).
 fn line_start_in<const DOTS: bool, const NORM: bool>(w: &[u8; WINDOW_BYTES]) -> (bool, bool) {
     let (start, real) = line_start_at::<NORM>(w, 0);
-    if DOTS {
-        (start, start && real)
-    } else {
-        (false, false)
-    }
+    if DOTS { (start, start && real) } else { (false, false) }
 }
 
 /// Whether lane `j` of a window is a line start, and a real one (scalar form of the
@@ -1232,11 +1177,7 @@ fn line_start_in<const DOTS: bool, const NORM: bool>(w: &[u8; WINDOW_BYTES]) -> 
 fn line_start_at<const NORM: bool>(w: &[u8; WINDOW_BYTES], j: usize) -> (bool, bool) {
     let (p2, p1, b) = (w[j], w[j + 1], w[j + 2]);
     let real = p1 == LF && p2 == CR;
-    let start = if NORM {
-        p1 == LF || (p1 == CR && b != LF)
-    } else {
-        real
-    };
+    let start = if NORM { p1 == LF || (p1 == CR && b != LF) } else { real };
     (start, real)
 }
 
@@ -1546,9 +1487,7 @@ mod reference {
         /// Consumes up to the rest of the current chunk from `input`, appending content to
         /// `out`. Returns the bytes consumed and whether the chunk is complete.
         pub(super) fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
-            let take = usize::try_from(self.remaining)
-                .unwrap_or(usize::MAX)
-                .min(input.len());
+            let take = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(input.len());
             let chunk = input.get(..take).unwrap_or_default();
             for &b in chunk {
                 self.step(b, out);
@@ -1575,11 +1514,7 @@ mod reference {
         }
 
         fn bare(&mut self, out: &mut Vec<u8>, lf: bool) {
-            let n = if lf {
-                &mut self.violations.bare_lf
-            } else {
-                &mut self.violations.bare_cr
-            };
+            let n = if lf { &mut self.violations.bare_lf } else { &mut self.violations.bare_cr };
             *n = n.saturating_add(1);
             match self.policy {
                 BareLineEnding::Normalize => {
@@ -1642,18 +1577,8 @@ mod tests {
             (b"a\n.\r\n", Reject, None, b""),
             (b"a\r.\r", Reject, None, b""),
             (b"a\r\n.\r\r\n", Reject, None, b""),
-            (
-                b"a\n.\r\nX\r\n.\r\n",
-                Normalize,
-                Some(11),
-                b"a\r\n.\r\nX\r\n",
-            ),
-            (
-                b"a\r\n.\nb\r\n.\r\n",
-                Normalize,
-                Some(11),
-                b"a\r\n.\r\nb\r\n",
-            ),
+            (b"a\n.\r\nX\r\n.\r\n", Normalize, Some(11), b"a\r\n.\r\nX\r\n"),
+            (b"a\r\n.\nb\r\n.\r\n", Normalize, Some(11), b"a\r\n.\r\nb\r\n"),
             (b"a\n..b\r\n.\r\n", Normalize, Some(10), b"a\r\n.b\r\n"),
             (b"a\r\0.\r\n.\r\n", Normalize, Some(9), b"a\r\n\0.\r\n"),
         ];
@@ -1701,12 +1626,7 @@ mod tests {
     /// and checks they agree; returns the body.
     fn same_as_reference(input: &[u8], policy: BareLineEnding, max: Option<usize>) -> Vec<u8> {
         let mut body = None;
-        for split in [
-            None,
-            Some(1),
-            Some(input.len() / 2),
-            Some(input.len().saturating_sub(3)),
-        ] {
+        for split in [None, Some(1), Some(input.len() / 2), Some(input.len().saturating_sub(3))] {
             let mut fast = DataReceiver::new(policy, max);
             let mut slow = reference::DataReceiver::new(policy, max);
             let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -1846,10 +1766,7 @@ mod tests {
         }
 
         fn policy() -> impl Strategy<Value = BareLineEnding> {
-            prop_oneof![
-                Just(BareLineEnding::Reject),
-                Just(BareLineEnding::Normalize)
-            ]
+            prop_oneof![Just(BareLineEnding::Reject), Just(BareLineEnding::Normalize)]
         }
 
         fn limit() -> impl Strategy<Value = Option<usize>> {
@@ -1915,10 +1832,7 @@ mod tests {
             let mut fast = BdatReceiver::new(policy, max);
             let mut slow = reference::BdatReceiver::new(policy, max);
             let (mut out_fast, mut out_slow) = (Vec::new(), Vec::new());
-            let mut sizes = chunks
-                .iter()
-                .copied()
-                .chain(std::iter::repeat(usize::MAX / 2));
+            let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX / 2));
             for (i, mut piece) in pieces(input, cuts).into_iter().enumerate() {
                 if discard_at == Some(i) {
                     fast.set_discard();
