@@ -78,7 +78,7 @@
 //!
 //! | Module | Feature | What it does |
 //! |---|---|---|
-//! | [`line`] | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
+//! | [`line`](mod@line) | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
 //!
@@ -105,3 +105,5 @@ pub use tls_info::TlsInfo;
 pub mod pop3;
 #[cfg(feature = "smtp")]
 pub mod smtp;
+#[cfg(feature = "tls")]
+pub mod tls;
