@@ -9,19 +9,29 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::maildir;
+use crate::tls::{self, Profile};
 use crate::users::{Credentials, MAX_PASSWORD};
 
 /// The gateway's settings.
 #[derive(Clone, Debug)]
 pub(crate) struct Args {
-    /// Where the SMTP listener binds (`--smtp`).
+    /// Where the SMTP (MX, STARTTLS) listener binds (`--smtp`).
     pub(crate) smtp: SocketAddr,
-    /// Where the POP3 listener binds (`--pop3`).
+    /// Where the SMTP submission (STARTTLS, AUTH) listener binds (`--submission`).
+    pub(crate) submission: SocketAddr,
+    /// Where the SMTP submission over implicit TLS listener binds (`--smtps`).
+    pub(crate) smtps: SocketAddr,
+    /// Where the POP3 (STLS) listener binds (`--pop3`).
     pub(crate) pop3: SocketAddr,
-    /// The POP3 accounts (`--user NAME:PASSWORD`, repeatable). `Debug` shows no password.
+    /// Where the POP3 over implicit TLS listener binds (`--pop3s`).
+    pub(crate) pop3s: SocketAddr,
+    /// The accounts for POP3 and submission (`--user NAME:PASSWORD`, repeatable). `Debug`
+    /// shows no password.
     pub(crate) users: Vec<Credentials>,
-    /// Allow POP3 logins without TLS (`--allow-plaintext-auth`).
+    /// Allow logins without TLS (`--allow-plaintext-auth`).
     pub(crate) allow_plaintext_auth: bool,
+    /// `--cert`, `--key`, `--tls-profile`, `--client-ca`.
+    pub(crate) tls: tls::Options,
     /// The root of the per-recipient Maildirs (`--maildir`).
     pub(crate) maildir: PathBuf,
     /// Recipient domains accepted for local delivery (`--domain`, repeatable), lower-cased.
@@ -56,21 +66,43 @@ impl fmt::Display for UsageError {
 /// The text printed by `--help`.
 pub(crate) const USAGE: &str = "\
 postern mail gateway: receives mail over SMTP, delivers it into Maildirs, and serves
-those Maildirs over POP3.
+those Maildirs over POP3, with TLS on every port.
 
 USAGE:
     cargo run --release --example mail-gateway -- [OPTIONS]
 
-OPTIONS:
-    --smtp ADDR                SMTP listen address [default: 127.0.0.1:2525]
-    --pop3 ADDR                POP3 listen address [default: 127.0.0.1:1110]
-    --user NAME:PASSWORD       a POP3 account; repeat for several. NAME's Maildir is
-                               DIR/<name>/, where SMTP delivers NAME@<domain>
-                               (the password is visible to local users in `ps`:
-                               demo accounts only)
-    --allow-plaintext-auth     allow POP3 logins (USER/PASS, APOP, AUTH PLAIN) without
-                               TLS. A loopback demo switch: this version has no TLS, so
-                               without it every login is refused with \"use STLS\"
+LISTENERS:
+    --smtp ADDR                SMTP for other servers (port 25 style): STARTTLS, no
+                               AUTH, mail for the accepted domains [default: 127.0.0.1:2525]
+    --submission ADDR          SMTP submission (port 587 style): STARTTLS, AUTH PLAIN
+                               after STARTTLS, AUTH required before MAIL
+                               [default: 127.0.0.1:2587]
+    --smtps ADDR               submission over implicit TLS (port 465 style)
+                               [default: 127.0.0.1:2465]
+    --pop3 ADDR                POP3 with STLS [default: 127.0.0.1:1110]
+    --pop3s ADDR               POP3 over implicit TLS (port 995 style)
+                               [default: 127.0.0.1:1995]
+
+TLS:
+    --cert PEM --key PEM       the server certificate chain and its private key. Without
+                               them a demo CA and a certificate for localhost, 127.0.0.1,
+                               ::1 and --hostname are generated at start; the CA
+                               certificate is written to DIR/../postern-ca.pem for
+                               clients to trust (curl --cacert, swaks --tls-ca-path)
+    --tls-profile PROFILE      modern: TLS 1.3 only; compatible: also TLS 1.2 with ECDHE
+                               and AEAD suites only [default: modern]
+    --client-ca PEM            mutual TLS: a client certificate issued by this CA is
+                               required on submission, smtps, pop3 (STLS) and pop3s, and
+                               verified if presented on --smtp; its subject is logged
+
+ACCOUNTS AND MAIL:
+    --user NAME:PASSWORD       an account for POP3 and submission; repeat for several.
+                               NAME's Maildir is DIR/<name>/, where SMTP delivers
+                               NAME@<domain> (the password is visible to local users in
+                               `ps`: demo accounts only)
+    --allow-plaintext-auth     allow logins (POP3 USER/PASS, APOP, AUTH PLAIN; submission
+                               AUTH PLAIN) without TLS. A loopback demo switch: without
+                               it logins need STARTTLS/STLS or an implicit-TLS port
     --maildir DIR              root of the Maildirs, one per recipient local part
                                (DIR/<localpart>/{tmp,new,cur}) [default: ./postern-data/Maildir]
     --domain NAME              accept mail for this domain; repeat for several
@@ -81,14 +113,20 @@ OPTIONS:
     --grace SECS               after Ctrl-C, how long running sessions may finish [default: 5]
     -h, --help                 print this help
 
-Recipients in an accepted domain are delivered (every local part exists in this
-version); postmaster is always accepted; anything else is refused as relaying.
+On --smtp, recipients in an accepted domain are delivered (every local part exists in
+this version); postmaster is always accepted; anything else is refused as relaying.
+On submission, authenticated users may address any domain, but only the accepted
+domains are delivered: relaying elsewhere is not implemented in this demo (554 5.7.1).
 POP3 users read their Maildir; messages are deleted only at QUIT.";
 
 /// Parses the process arguments (without the program name).
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, UsageError> {
     let mut smtp: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2525));
+    let mut submission: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2587));
+    let mut smtps: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2465));
     let mut pop3: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1110));
+    let mut pop3s: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1995));
+    let mut tls = tls::Options::default();
     let mut users: Vec<Credentials> = Vec::new();
     let mut allow_plaintext_auth = false;
     let mut maildir = PathBuf::from("./postern-data/Maildir");
@@ -124,14 +162,22 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                     .ok_or_else(|| UsageError(format!("{name} needs a value"))),
             }
         };
+        let address = |v: String| -> Result<SocketAddr, UsageError> {
+            v.parse().map_err(|e| UsageError(format!("{name} {v}: {e} (want IP:PORT)")))
+        };
         match name.as_str() {
-            "--smtp" => {
+            "--smtp" => smtp = address(value()?)?,
+            "--submission" => submission = address(value()?)?,
+            "--smtps" => smtps = address(value()?)?,
+            "--pop3" => pop3 = address(value()?)?,
+            "--pop3s" => pop3s = address(value()?)?,
+            "--cert" => tls.cert = Some(PathBuf::from(value()?)),
+            "--key" => tls.key = Some(PathBuf::from(value()?)),
+            "--client-ca" => tls.client_ca = Some(PathBuf::from(value()?)),
+            "--tls-profile" => {
                 let v = value()?;
-                smtp = v.parse().map_err(|e| UsageError(format!("--smtp {v}: {e} (want IP:PORT)")))?;
-            }
-            "--pop3" => {
-                let v = value()?;
-                pop3 = v.parse().map_err(|e| UsageError(format!("--pop3 {v}: {e} (want IP:PORT)")))?;
+                tls.profile = Profile::parse(&v)
+                    .ok_or_else(|| UsageError(format!("--tls-profile {v:?}: want modern or compatible")))?;
             }
             "--user" => {
                 let account = user(Zeroizing::new(value()?))?;
@@ -173,6 +219,21 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(UsageError("--cert and --key go together".into()));
+    }
+    let ports = [
+        ("--smtp", smtp),
+        ("--submission", submission),
+        ("--smtps", smtps),
+        ("--pop3", pop3),
+        ("--pop3s", pop3s),
+    ];
+    for (i, (a, addr)) in ports.iter().enumerate() {
+        if let Some((b, _)) = ports.iter().skip(i + 1).find(|(_, other)| other == addr && addr.port() != 0) {
+            return Err(UsageError(format!("{a} and {b} are both {addr}")));
+        }
+    }
     if domains.is_empty() {
         domains.push("example.test".into());
     }
@@ -180,9 +241,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         hostname.unwrap_or_else(|| format!("mx.{}", domains.first().map_or("example.test", |d| d)));
     Ok(Parsed::Run(Args {
         smtp,
+        submission,
+        smtps,
         pop3,
+        pop3s,
         users,
         allow_plaintext_auth,
+        tls,
         maildir,
         domains,
         hostname,

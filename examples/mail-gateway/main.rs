@@ -1,5 +1,6 @@
 //! The postern example mail gateway: receives mail over SMTP, delivers it into
-//! Maildirs, and serves them over POP3, one thread per connection on `std::net`.
+//! Maildirs, and serves them over POP3, one thread per connection on `std::net`, with
+//! TLS (STARTTLS, STLS and implicit TLS) on every port.
 //!
 //! ```text
 //! cargo run --release --example mail-gateway -- --help
@@ -9,11 +10,13 @@
 //! |---------------|----------------------------------------------------------------|
 //! | `main.rs`     | startup, the listeners, Ctrl-C and shutdown                    |
 //! | `cli.rs`      | command-line arguments                                         |
+//! | `tls.rs`      | the rustls server configurations, certificates, the demo CA    |
+//! | `transport.rs`| a connection's bytes: plaintext, or TLS via `TlsChannel`       |
 //! | `smtp.rs`     | one connection: drives `postern::smtp::Session` over a socket  |
 //! | `policy.rs`   | which recipients are accepted                                  |
 //! | `maildir.rs`  | delivery into Maildirs                                         |
 //! | `pop3.rs`     | one connection: drives `postern::pop3::Session` over a socket  |
-//! | `users.rs`    | the POP3 accounts, credentials checked in constant time        |
+//! | `users.rs`    | the accounts, credentials checked in constant time             |
 //! | `maildrop.rs` | a user's Maildir as a `postern::pop3::Maildrop`, with its lock |
 //! | `shutdown.rs` | the shutdown flag and grace period                             |
 //! | `log.rs`      | one line per event on stderr                                   |
@@ -33,6 +36,8 @@ mod policy;
 mod pop3;
 mod shutdown;
 mod smtp;
+mod tls;
+mod transport;
 mod users;
 
 use std::io;
@@ -50,7 +55,7 @@ use crate::maildir::Maildir;
 use crate::policy::Policy;
 use crate::pop3::Pop3Gateway;
 use crate::shutdown::Shutdown;
-use crate::smtp::Gateway;
+use crate::smtp::{Gateway, Port};
 use crate::users::Users;
 
 /// Connections served at once per listener; more are told to come back later (SMTP
@@ -84,41 +89,64 @@ fn main() -> ExitCode {
 fn run(args: cli::Args) -> io::Result<()> {
     let log = Log::server();
 
-    let mut config = Config::new(args.hostname.clone());
+    // Port 25 style: STARTTLS, no AUTH.
+    let mut mx_config = Config::new(args.hostname.clone());
     if let Some(size) = args.max_message_size {
-        config.limits.message_size = size;
+        mx_config.limits.message_size = size;
     }
-    // No TLS in this version: STARTTLS is neither offered nor accepted.
-    config.starttls = false;
+    mx_config.starttls = true;
+    // Submission and smtps: AUTH PLAIN, inside TLS only unless the demo switch says so.
+    let mut submission_config = mx_config.clone();
+    submission_config.auth_mechanisms = vec!["PLAIN".into()];
+    submission_config.allow_plaintext_auth = args.allow_plaintext_auth;
+    let submission_config = Arc::new(submission_config);
 
     let mut pop3_config = postern::pop3::Config::new(args.hostname.clone());
-    // No TLS in this version: STLS is not offered, and logins are refused ("use STLS")
-    // unless the loopback demo switch allows them in plaintext.
-    pop3_config.stls = false;
+    // Logins are refused ("use STLS") before TLS unless the loopback demo switch allows them.
+    pop3_config.stls = true;
     pop3_config.allow_plaintext_auth = args.allow_plaintext_auth;
     pop3_config.sasl_mechanisms = vec!["PLAIN".into()];
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
-    let smtp_listener = TcpListener::bind(args.smtp)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.smtp)))?;
-    let pop3_listener = TcpListener::bind(args.pop3)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.pop3)))?;
-    let (smtp_local, pop3_local) = (smtp_listener.local_addr()?, pop3_listener.local_addr()?);
+    let tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
+        .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+    let bind = |addr: SocketAddr| {
+        TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    };
+    let listeners = [
+        ("smtp", bind(args.smtp)?),
+        ("submission", bind(args.submission)?),
+        ("smtps", bind(args.smtps)?),
+        ("pop3", bind(args.pop3)?),
+        ("pop3s", bind(args.pop3s)?),
+    ];
+    let mut local = Vec::with_capacity(listeners.len());
+    for (name, listener) in &listeners {
+        local.push((*name, listener.local_addr()?));
+    }
 
     let shutdown = Arc::new(Shutdown::new(args.grace));
+    let users = Arc::new(Users::new(&args.users));
     let pop3 = Arc::new(Pop3Gateway {
         config: Arc::new(pop3_config),
-        users: Users::new(&args.users),
+        users: Arc::clone(&users),
         maildir: maildir.root().to_path_buf(),
         shutdown: Arc::clone(&shutdown),
+        tls: Arc::clone(&tls.clients),
     });
     let gateway = Arc::new(Gateway {
-        config: Arc::new(config),
         policy: Policy::new(args.domains.clone()),
         maildir,
+        users: Arc::clone(&users),
         shutdown: Arc::clone(&shutdown),
     });
+    let port = |name, config: &Arc<Config>, submission, tls: &Arc<rustls::ServerConfig>, implicit| {
+        Arc::new(Port { name, config: Arc::clone(config), submission, tls: Arc::clone(tls), implicit })
+    };
+    let mx = port("smtp", &Arc::new(mx_config), false, &tls.mx, false);
+    let submission = port("submission", &submission_config, true, &tls.clients, false);
+    let smtps = port("smtps", &submission_config, true, &tls.clients, true);
 
     let on_signal = Arc::clone(&shutdown);
     ctrlc::set_handler(move || {
@@ -130,43 +158,99 @@ fn run(args: cli::Args) -> io::Result<()> {
     })
     .map_err(|e| io::Error::other(format!("cannot install the Ctrl-C handler: {e}")))?;
 
+    let url = |name: &str| {
+        local.iter().find(|(n, _)| *n == name).map(|(n, a)| format!("{n}://{a}")).unwrap_or_default()
+    };
     log.line(format_args!(
-        "listening on smtp://{smtp_local}, hostname {}, maildir {}, domains {}, max message size {} octets",
-        gateway.config.hostname,
+        "listening on {} (STARTTLS), {} (STARTTLS, AUTH) and {} (TLS), hostname {}, maildir {}, domains {}, \
+         max message size {} octets",
+        url("smtp"),
+        url("submission"),
+        url("smtps"),
+        mx.config.hostname,
         gateway.maildir.root().display(),
         gateway.policy.domains().join(","),
-        gateway.config.limits.message_size,
+        mx.config.limits.message_size,
     ));
-    let names = pop3.users.names();
+    let names = users.names();
     log.line(format_args!(
-        "listening on pop3://{pop3_local}, users {}, plaintext logins {}",
+        "listening on {} (STLS) and {} (TLS), users {}, plaintext logins {}",
+        url("pop3"),
+        url("pop3s"),
         if names.is_empty() { "(none: add --user NAME:PASSWORD)".to_owned() } else { names.join(",") },
-        if args.allow_plaintext_auth { "allowed (--allow-plaintext-auth)" } else { "refused (no TLS yet)" },
+        if args.allow_plaintext_auth { "allowed (--allow-plaintext-auth)" } else { "refused (TLS first)" },
     ));
-    print_try_it(smtp_local, pop3_local, &args);
+    log.line(format_args!("{}", tls.summary));
+    if args.allow_plaintext_auth && local.iter().any(|(_, addr)| !addr.ip().is_loopback()) {
+        log.line(format_args!(
+            "WARNING: --allow-plaintext-auth on a non-loopback address: passwords may cross the network in clear"
+        ));
+    }
+    print_try_it(&local, tls.generated_ca.as_deref(), &args);
 
-    // Connection ids are unique across both listeners, so `grep conn=42` is one session.
+    // Connection ids are unique across all listeners, so `grep conn=42` is one session.
     let ids = Arc::new(AtomicU64::new(1));
-    let pop3_loop = {
-        let (pop3, ids) = (Arc::clone(&pop3), Arc::clone(&ids));
-        let shutdown = Arc::clone(&shutdown);
-        thread::Builder::new().name("pop3-accept".into()).spawn(move || {
-            accept_loop("pop3", pop3_listener, &shutdown, &ids, refuse_busy_pop3, move |stream, peer, id| {
-                pop3::serve(&pop3, stream, peer, id)
-            })
-        })?
-    };
-    let hostname = gateway.config.hostname.clone();
-    accept_loop(
-        "smtp",
-        smtp_listener,
-        &shutdown,
-        &ids,
-        move |stream| refuse_busy_smtp(stream, &hostname),
-        move |stream, peer, id| smtp::serve(&gateway, stream, peer, id),
-    );
-    if pop3_loop.join().is_err() {
-        log.line(format_args!("the POP3 listener panicked"));
+    let mut loops = Vec::new();
+    for (name, listener) in listeners {
+        let (ids, stop) = (Arc::clone(&ids), Arc::clone(&shutdown));
+        let hostname = args.hostname.clone();
+        let (gateway, pop3) = (Arc::clone(&gateway), Arc::clone(&pop3));
+        let smtp_port = match name {
+            "smtp" => Some(Arc::clone(&mx)),
+            "submission" => Some(Arc::clone(&submission)),
+            "smtps" => Some(Arc::clone(&smtps)),
+            _ => None,
+        };
+        let spawned = thread::Builder::new().name(format!("{name}-accept")).spawn(move || match smtp_port {
+            Some(port) => {
+                // A plaintext 421 is for plaintext ports only: a TLS client would read
+                // it as a broken handshake, so smtps connections over the limit are dropped.
+                let implicit = port.implicit;
+                accept_loop(
+                    name,
+                    listener,
+                    &stop,
+                    &ids,
+                    move |stream| {
+                        if !implicit {
+                            refuse_busy_smtp(stream, &hostname);
+                        }
+                    },
+                    move |stream, peer, id| smtp::serve(&gateway, &port, stream, peer, id),
+                );
+            }
+            None => {
+                let implicit = name == "pop3s";
+                accept_loop(
+                    name,
+                    listener,
+                    &stop,
+                    &ids,
+                    move |stream| {
+                        if !implicit {
+                            refuse_busy_pop3(stream);
+                        }
+                    },
+                    move |stream, peer, id| pop3::serve(&pop3, implicit, stream, peer, id),
+                );
+            }
+        });
+        match spawned {
+            Ok(handle) => loops.push((name, handle)),
+            Err(e) => {
+                // Nothing runs without all the listeners: stop those already started.
+                shutdown.request(Instant::now());
+                for (_, handle) in loops {
+                    let _ = handle.join();
+                }
+                return Err(io::Error::other(format!("cannot start the {name} listener: {e}")));
+            }
+        }
+    }
+    for (name, handle) in loops {
+        if handle.join().is_err() {
+            log.line(format_args!("the {name} listener panicked"));
+        }
     }
     log.line(format_args!("shut down cleanly"));
     Ok(())
@@ -271,31 +355,43 @@ fn write_and_forget(stream: &TcpStream, bytes: &[u8]) {
 }
 
 /// Tells the user how to send a first message and read it back.
-fn print_try_it(smtp: SocketAddr, pop3: SocketAddr, args: &cli::Args) {
-    let (smtp, pop3) = (reachable(smtp), reachable(pop3));
+fn print_try_it(local: &[(&str, SocketAddr)], ca: Option<&std::path::Path>, args: &cli::Args) {
+    let at = |name: &str| reachable(local.iter().find(|(n, _)| *n == name).map_or(args.smtp, |(_, a)| *a));
+    let (smtp, submission, smtps, pop3, pop3s) =
+        (at("smtp"), at("submission"), at("smtps"), at("pop3"), at("pop3s"));
     let domain = args.domains.first().map_or("example.test", String::as_str);
     let user = args.users.first().map_or("alice", |u| u.name.as_str());
+    let cacert = match ca {
+        Some(ca) => {
+            println!("The demo CA certificate is {}: clients trust it to verify the gateway.", ca.display());
+            format!(" --cacert {}", ca.display())
+        }
+        None => String::new(),
+    };
     println!("Try it:");
     println!(
-        "  swaks --server {} --port {} --from bob@sender.test --to {user}@{domain}",
+        "  swaks --server {} --port {} --tls --from bob@sender.test --to {user}@{domain}",
         smtp.ip(),
         smtp.port()
     );
-    println!("  curl smtp://{smtp} --mail-from bob@sender.test --mail-rcpt {user}@{domain} -T message.eml");
-    if args.users.is_empty() || !args.allow_plaintext_auth {
-        println!(
-            "To read it over POP3, restart with --user {user}:PASSWORD --allow-plaintext-auth \
-             (plaintext logins: a loopback demo until TLS lands)."
-        );
+    println!(
+        "  curl --ssl-reqd{cacert} smtp://{smtp} --mail-from bob@sender.test --mail-rcpt {user}@{domain} -T message.eml"
+    );
+    if args.users.is_empty() {
+        println!("To submit with AUTH and read mail over POP3, restart with --user {user}:PASSWORD.");
     } else {
-        // Both prompt for the password: it is not printed here.
-        println!("  curl -u {user} pop3://{pop3}/1        # RETR 1 (pop3://{pop3}/ lists)");
+        // Each prompts for the password: it is not printed here.
         println!(
-            "  python3 -c \"import poplib,getpass; p=poplib.POP3('{}',{}); p.user('{user}'); \
-             p.pass_(getpass.getpass()); print(p.list()); print(b'\\n'.join(p.retr(1)[1]).decode()); p.quit()\"",
-            pop3.ip(),
-            pop3.port()
+            "  curl --ssl-reqd{cacert} -u {user} smtp://{submission} --mail-from {user}@{domain} \
+             --mail-rcpt {user}@{domain} -T message.eml     # submission, AUTH after STARTTLS"
         );
+        println!(
+            "  curl{cacert} -u {user} smtps://{smtps} --mail-from {user}@{domain} --mail-rcpt {user}@{domain} -T message.eml"
+        );
+        println!(
+            "  curl --ssl-reqd{cacert} -u {user} pop3://{pop3}/1     # RETR 1 after STLS (pop3://{pop3}/ lists)"
+        );
+        println!("  curl{cacert} -u {user} pop3s://{pop3s}/1");
     }
     println!("Press Ctrl-C to stop.");
 }

@@ -1,14 +1,20 @@
 //! One POP3 connection: drives a [`postern::pop3::Session`] over a blocking
-//! [`TcpStream`] and answers its decisions with [`Users`] and a [`MaildirDrop`].
+//! [`TcpStream`] (through a [`Transport`]: plaintext or TLS) and answers its decisions
+//! with [`Users`] and a [`MaildirDrop`].
 //!
 //! The loop is the one the `Session` docs describe, as in `smtp.rs`:
 //!
 //! 1. drain [`Session::poll_event`], answering each decision at once;
 //! 2. write out [`Session::poll_transmit`];
-//! 3. stop if [`Session::is_closed`];
-//! 4. read (only while [`Session::wants_read`]) with the socket's read timeout set to
+//! 3. on [`Event::StartTls`] (after the `+OK` went out in plaintext), run the TLS
+//!    handshake and call [`Session::tls_established`];
+//! 4. stop if [`Session::is_closed`];
+//! 5. read (only while [`Session::wants_read`]) with a timeout of
 //!    [`Session::poll_timeout`]; bytes go to [`Session::receive`], end of stream to
 //!    [`Session::handle_eof`], a timeout to [`Session::handle_timeout`].
+//!
+//! `--pop3` offers STLS (RFC 2595); `--pop3s` is TLS from the first byte (RFC 8314).
+//! Logins (USER/PASS, APOP, AUTH PLAIN) need TLS unless `--allow-plaintext-auth`.
 //!
 //! RETR and TOP are streamed: each 64 KiB read from the file goes through
 //! [`Session::message_data`] and straight out to the socket, so neither this program nor
@@ -28,10 +34,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern::pop3::{AuthStart, Config, Event, Maildrop as _, Reply, ResponseCode, Session};
+use rustls::ServerConfig;
 
 use crate::log::Log;
 use crate::maildrop::{MaildirDrop, OpenError};
 use crate::shutdown::Shutdown;
+use crate::smtp::HANDSHAKE_TIMEOUT;
+use crate::transport::{Input, Transport};
 use crate::users::Users;
 
 /// How often a connection thread wakes up to check for shutdown.
@@ -48,12 +57,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Pop3Gateway {
     /// The session configuration, shared by all sessions.
     pub(crate) config: Arc<Config>,
-    /// The accounts.
-    pub(crate) users: Users,
+    /// The accounts (shared with SMTP submission).
+    pub(crate) users: Arc<Users>,
     /// The root of the Maildirs (`<root>/<user>/`).
     pub(crate) maildir: PathBuf,
     /// Set by Ctrl-C.
     pub(crate) shutdown: Arc<Shutdown>,
+    /// The TLS server configuration, for STLS and POP3S.
+    pub(crate) tls: Arc<ServerConfig>,
 }
 
 /// The one reply to every failed login, whatever failed: an unknown user and a wrong
@@ -63,9 +74,10 @@ fn invalid_credentials() -> Reply {
 }
 
 /// Serves one accepted connection until the session ends; logs as `conn=<id>`.
-pub(crate) fn serve(gateway: &Pop3Gateway, stream: TcpStream, peer: SocketAddr, id: u64) {
+/// `implicit`: TLS from the first byte (POP3S).
+pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, peer: SocketAddr, id: u64) {
     let log = Log::conn(id);
-    log.line(format_args!("pop3 connect from {peer}"));
+    log.line(format_args!("pop3 connect from {peer} on {}", if implicit { "pop3s" } else { "pop3" }));
     let started = Instant::now();
     let setup = stream
         .set_nonblocking(false)
@@ -79,29 +91,56 @@ pub(crate) fn serve(gateway: &Pop3Gateway, stream: TcpStream, peer: SocketAddr, 
         Ok(random) => random,
         Err(e) => {
             log.line(format_args!("no randomness for the APOP timestamp: {e}"));
-            let mut s = &stream;
-            let _ = s.write_all(b"-ERR [SYS/TEMP] temporary problem, try again later\r\n");
+            if !implicit {
+                let mut s = &stream;
+                let _ = s.write_all(b"-ERR [SYS/TEMP] temporary problem, try again later\r\n");
+            }
             return;
         }
+    };
+    let mut transport = Transport::new(stream);
+    let session = if implicit {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match transport.start_tls(Arc::clone(&gateway.tls), deadline, &|| gateway.shutdown.is_requested()) {
+            Ok(info) => {
+                log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                Session::new_implicit_tls(Arc::clone(&gateway.config), random, info, Instant::now())
+            }
+            Err(e) => {
+                log.line(format_args!("TLS handshake failed: {e}"));
+                transport.close();
+                log.line(format_args!(
+                    "pop3 disconnect from {peer}, 0 message(s) retrieved, 0 deleted, {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+        }
+    } else {
+        Session::new(Arc::clone(&gateway.config), random, Instant::now())
     };
     let mut conn = Connection {
         gateway,
         log,
-        session: Session::new(Arc::clone(&gateway.config), random, Instant::now()),
-        stream,
+        session,
+        transport,
         out: Vec::with_capacity(MESSAGE_CHUNK + 1024),
+        starttls: false,
         maildrop: None,
         sasl_plain: false,
         retrieved: 0,
         deleted: 0,
     };
     let outcome = conn.run();
-    let Connection { stream, retrieved, deleted, maildrop, .. } = conn;
+    let Connection { transport, retrieved, deleted, maildrop, .. } = conn;
     // Unlocks the maildrop (if the session ended without UPDATE, nothing was deleted).
     drop(maildrop);
     match outcome {
-        Ok(()) => crate::smtp::linger_close(&stream),
-        Err(e) => log.line(format_args!("connection error: {e}")),
+        Ok(()) => transport.close(),
+        Err(e) => {
+            log.line(format_args!("connection error: {e}"));
+            transport.abort();
+        }
     }
     log.line(format_args!(
         "pop3 disconnect from {peer}, {retrieved} message(s) retrieved, {deleted} deleted, {:.1}s",
@@ -113,9 +152,11 @@ struct Connection<'a> {
     gateway: &'a Pop3Gateway,
     log: Log,
     session: Session,
-    stream: TcpStream,
+    transport: Transport,
     /// Bytes from `poll_transmit`, written out and cleared at once.
     out: Vec<u8>,
+    /// STLS was accepted: run the handshake once the `+OK` is out.
+    starttls: bool,
     /// The locked maildrop, from a successful login until the connection ends.
     maildrop: Option<MaildirDrop>,
     /// An `AUTH PLAIN` waits for its response line.
@@ -126,12 +167,16 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     fn run(&mut self) -> io::Result<()> {
-        let mut buf = vec![0_u8; READ_BUFFER];
+        let mut input = Vec::with_capacity(READ_BUFFER);
         loop {
             while let Some(event) = self.session.poll_event() {
                 self.handle(event)?;
             }
             self.flush()?;
+            if std::mem::take(&mut self.starttls) {
+                self.upgrade()?;
+                continue;
+            }
             if self.session.is_closed() {
                 return Ok(());
             }
@@ -144,8 +189,9 @@ impl Connection<'_> {
                 return Ok(());
             }
             if !self.session.wants_read() {
-                // Decisions are answered synchronously above and STLS is not offered,
-                // so the session only stops reading when it is about to close.
+                // Decisions are answered synchronously above and the TLS handshake runs
+                // to its end before the loop goes on, so the session only stops reading
+                // when it is about to close.
                 self.log.line(format_args!("session stopped reading: {:?}", self.session));
                 return Ok(());
             }
@@ -157,15 +203,14 @@ impl Connection<'_> {
                 self.session.handle_timeout(now);
                 continue;
             }
-            self.stream.set_read_timeout(Some(wait))?;
-            match self.stream.read(&mut buf) {
-                Ok(0) => self.session.handle_eof(Instant::now()),
-                Ok(n) => self.session.receive(buf.get(..n).unwrap_or_default(), Instant::now()),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    // Does nothing before the deadline.
-                    self.session.handle_timeout(Instant::now());
+            match self.transport.read(&mut input, wait) {
+                Ok(Input::Data) => {
+                    self.session.receive(&input, Instant::now());
+                    input.clear();
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Input::Eof) => self.session.handle_eof(Instant::now()),
+                // Does nothing before the deadline.
+                Ok(Input::Timeout) => self.session.handle_timeout(Instant::now()),
                 Err(e) => {
                     self.log.line(format_args!("read error: {e}"));
                     self.session.handle_eof(Instant::now());
@@ -174,10 +219,34 @@ impl Connection<'_> {
         }
     }
 
+    /// STLS: the `+OK` is out; the handshake must complete within [`HANDSHAKE_TIMEOUT`]
+    /// (and before the session's idle deadline). A failed handshake ends the session.
+    fn upgrade(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let limit = now + HANDSHAKE_TIMEOUT;
+        let deadline = self.session.poll_timeout().map_or(limit, |d| d.min(limit));
+        let shutdown = &self.gateway.shutdown;
+        match self.transport.start_tls(Arc::clone(&self.gateway.tls), deadline, &|| shutdown.is_requested()) {
+            Ok(info) => {
+                self.log.line(format_args!("STLS: TLS established: {}", crate::tls::describe(&info)));
+                self.sasl_plain = false;
+                decided(self.log, "STLS", self.session.tls_established(info, Instant::now()));
+            }
+            Err(e) => {
+                self.log.line(format_args!("STLS: TLS handshake failed: {e}"));
+                self.session.handle_eof(Instant::now());
+                while let Some(event) = self.session.poll_event() {
+                    self.handle(event)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes out what the session has to send.
     fn flush(&mut self) -> io::Result<()> {
         if self.session.poll_transmit(&mut self.out) > 0 {
-            let written = self.stream.write_all(&self.out);
+            let written = self.transport.write(&self.out);
             self.out.clear();
             written?;
         }
@@ -253,9 +322,10 @@ impl Connection<'_> {
                 }
             }
             Event::StartTls => {
-                // Config::stls is false in this version, so the session never offers it;
-                // a TLS-capable version runs the handshake here.
-                log.line(format_args!("STLS requested but TLS is not configured"));
+                // The session has queued the `+OK`; the loop writes it out, then runs the
+                // handshake (`upgrade`).
+                log.line(format_args!("STLS"));
+                self.starttls = true;
             }
             Event::Violation(v) => log.line(format_args!("violation: {v:?}")),
             Event::Closed(reason) => {

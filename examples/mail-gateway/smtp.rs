@@ -1,28 +1,38 @@
 //! One SMTP connection: drives a [`postern::smtp::Session`] over a blocking
-//! [`TcpStream`] and answers its decisions.
+//! [`TcpStream`] (through a [`Transport`]: plaintext or TLS) and answers its decisions.
 //!
 //! The loop is the one the `Session` docs describe:
 //!
 //! 1. drain [`Session::poll_event`], answering each decision at once;
 //! 2. write out [`Session::poll_transmit`];
-//! 3. stop if [`Session::is_closed`];
-//! 4. read (only while [`Session::wants_read`]) with the socket's read timeout set to
+//! 3. on [`Event::StartTls`] (after the `220` went out in plaintext), run the TLS
+//!    handshake and call [`Session::tls_established`];
+//! 4. stop if [`Session::is_closed`];
+//! 5. read (only while [`Session::wants_read`]) with a timeout of
 //!    [`Session::poll_timeout`]; bytes go to [`Session::receive`], end of stream to
 //!    [`Session::handle_eof`], a timeout to [`Session::handle_timeout`].
 //!
 //! The read timeout is capped at one second so the thread also notices a shutdown.
+//!
+//! Three kinds of listener share this code ([`Port`]): the MX port (`--smtp`: STARTTLS,
+//! no AUTH, mail for the accepted domains only), submission (`--submission`: STARTTLS,
+//! AUTH PLAIN only inside TLS, AUTH required before MAIL) and smtps (`--smtps`: like
+//! submission, TLS from the first byte, RFC 8314).
 
-use std::io::{self, Read as _, Write as _};
-use std::net::{Shutdown as Direction, SocketAddr, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use postern::smtp::{Config, EnhancedStatus, Event, Reply, Session};
+use postern::smtp::{Address, Config, EnhancedStatus, Event, Reply, Session};
+use rustls::ServerConfig;
 
 use crate::log::Log;
 use crate::maildir::{Delivery, Maildir, Unique};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
+use crate::transport::{Input, Transport};
+use crate::users::Users;
 
 /// How often a connection thread wakes up to check for shutdown.
 const TICK: Duration = Duration::from_secs(1);
@@ -30,24 +40,43 @@ const TICK: Duration = Duration::from_secs(1);
 const READ_BUFFER: usize = 16 * 1024;
 /// A client that stops reading our replies for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a TLS handshake may take (STARTTLS: or less, if the session's own
+/// deadline comes first).
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything the connections share.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    /// The session configuration, shared by all sessions.
-    pub(crate) config: Arc<Config>,
     /// Which recipients are accepted.
     pub(crate) policy: Policy,
     /// Where messages go.
     pub(crate) maildir: Maildir,
+    /// The accounts that may authenticate on submission (the POP3 users).
+    pub(crate) users: Arc<Users>,
     /// Set by Ctrl-C; shared with the POP3 side.
     pub(crate) shutdown: Arc<Shutdown>,
 }
 
+/// What one SMTP listener offers.
+#[derive(Debug)]
+pub(crate) struct Port {
+    /// `smtp`, `submission` or `smtps`, for the log.
+    pub(crate) name: &'static str,
+    /// The session configuration, shared by the sessions of this listener.
+    pub(crate) config: Arc<Config>,
+    /// Submission rules (RFC 6409): AUTH before MAIL; once authenticated, any recipient
+    /// domain is accepted by the envelope (delivered only to the accepted domains).
+    pub(crate) submission: bool,
+    /// The TLS server configuration, for STARTTLS or implicit TLS.
+    pub(crate) tls: Arc<ServerConfig>,
+    /// TLS from the first byte (RFC 8314) instead of STARTTLS.
+    pub(crate) implicit: bool,
+}
+
 /// Serves one accepted connection until the session ends; logs as `conn=<id>`.
-pub(crate) fn serve(gateway: &Gateway, stream: TcpStream, peer: SocketAddr, id: u64) {
+pub(crate) fn serve(gateway: &Gateway, port: &Port, stream: TcpStream, peer: SocketAddr, id: u64) {
     let log = Log::conn(id);
-    log.line(format_args!("connect from {peer}"));
+    log.line(format_args!("connect from {peer} on {}", port.name));
     let started = Instant::now();
     let setup = stream
         .set_nonblocking(false)
@@ -57,22 +86,49 @@ pub(crate) fn serve(gateway: &Gateway, stream: TcpStream, peer: SocketAddr, id: 
         log.line(format_args!("socket setup failed: {e}"));
         return;
     }
+    let mut transport = Transport::new(stream);
+    let session = if port.implicit {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match transport.start_tls(Arc::clone(&port.tls), deadline, &|| gateway.shutdown.is_requested()) {
+            Ok(info) => {
+                log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                Session::new_implicit_tls(Arc::clone(&port.config), info, Instant::now())
+            }
+            Err(e) => {
+                log.line(format_args!("TLS handshake failed: {e}"));
+                transport.close();
+                log.line(format_args!(
+                    "disconnect from {peer}, 0 message(s) delivered, {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+        }
+    } else {
+        Session::new(Arc::clone(&port.config), Instant::now())
+    };
     let mut conn = Connection {
         gateway,
+        port,
         log,
         peer,
-        session: Session::new(Arc::clone(&gateway.config), Instant::now()),
-        stream,
+        session,
+        transport,
+        starttls: false,
+        sasl_plain: false,
         in_transaction: false,
         mailboxes: Vec::new(),
         message: None,
         delivered: 0,
     };
     let outcome = conn.run();
-    let Connection { stream, delivered, .. } = conn;
+    let Connection { transport, delivered, .. } = conn;
     match outcome {
-        Ok(()) => linger_close(&stream),
-        Err(e) => log.line(format_args!("connection error: {e}")),
+        Ok(()) => transport.close(),
+        Err(e) => {
+            log.line(format_args!("connection error: {e}"));
+            transport.abort();
+        }
     }
     log.line(format_args!(
         "disconnect from {peer}, {delivered} message(s) delivered, {:.1}s",
@@ -88,10 +144,15 @@ struct Message {
 
 struct Connection<'a> {
     gateway: &'a Gateway,
+    port: &'a Port,
     log: Log,
     peer: SocketAddr,
     session: Session,
-    stream: TcpStream,
+    transport: Transport,
+    /// STARTTLS was accepted: run the handshake once the `220` is out.
+    starttls: bool,
+    /// An `AUTH PLAIN` without initial response waits for its response line.
+    sasl_plain: bool,
     /// MAIL was accepted and the transaction has not ended yet.
     in_transaction: bool,
     /// Mailboxes of the recipients accepted in this transaction, without duplicates.
@@ -103,15 +164,19 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     fn run(&mut self) -> io::Result<()> {
-        let mut buf = vec![0_u8; READ_BUFFER];
+        let mut input = Vec::with_capacity(READ_BUFFER);
         let mut out = Vec::with_capacity(1024);
         loop {
             while let Some(event) = self.session.poll_event() {
                 self.handle(event);
             }
             if self.session.poll_transmit(&mut out) > 0 {
-                self.stream.write_all(&out)?;
+                self.transport.write(&out)?;
                 out.clear();
+            }
+            if std::mem::take(&mut self.starttls) {
+                self.upgrade();
+                continue;
             }
             if self.session.is_closed() {
                 return Ok(());
@@ -126,8 +191,9 @@ impl Connection<'_> {
                 continue;
             }
             if !self.session.wants_read() {
-                // Decisions are answered synchronously above and STARTTLS is not offered,
-                // so the session only stops reading when it is about to close.
+                // Decisions are answered synchronously above and the TLS handshake runs
+                // to its end before the loop goes on, so the session only stops reading
+                // when it is about to close.
                 self.log.line(format_args!("session stopped reading: {:?}", self.session));
                 return Ok(());
             }
@@ -139,15 +205,14 @@ impl Connection<'_> {
                 self.session.handle_timeout(now);
                 continue;
             }
-            self.stream.set_read_timeout(Some(wait))?;
-            match self.stream.read(&mut buf) {
-                Ok(0) => self.session.handle_eof(Instant::now()),
-                Ok(n) => self.session.receive(buf.get(..n).unwrap_or_default(), Instant::now()),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    // Does nothing before the deadline.
-                    self.session.handle_timeout(Instant::now());
+            match self.transport.read(&mut input, wait) {
+                Ok(Input::Data) => {
+                    self.session.receive(&input, Instant::now());
+                    input.clear();
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Input::Eof) => self.session.handle_eof(Instant::now()),
+                // Does nothing before the deadline.
+                Ok(Input::Timeout) => self.session.handle_timeout(Instant::now()),
                 Err(e) => {
                     self.log.line(format_args!("read error: {e}"));
                     self.session.handle_eof(Instant::now());
@@ -156,8 +221,35 @@ impl Connection<'_> {
         }
     }
 
+    /// STARTTLS: the `220` is out; the handshake must complete before the session's
+    /// deadline and within [`HANDSHAKE_TIMEOUT`]. A failed handshake ends the session
+    /// (nothing more can be said to the client in plaintext).
+    fn upgrade(&mut self) {
+        let now = Instant::now();
+        let limit = now + HANDSHAKE_TIMEOUT;
+        let deadline = self.session.poll_timeout().map_or(limit, |d| d.min(limit));
+        let shutdown = &self.gateway.shutdown;
+        match self.transport.start_tls(Arc::clone(&self.port.tls), deadline, &|| shutdown.is_requested()) {
+            Ok(info) => {
+                self.log.line(format_args!("STARTTLS: TLS established: {}", crate::tls::describe(&info)));
+                // A new session state: everything from before the handshake is gone.
+                self.end_transaction();
+                self.sasl_plain = false;
+                decided(self.log, "STARTTLS", self.session.tls_established(info, Instant::now()));
+            }
+            Err(e) => {
+                self.log.line(format_args!("STARTTLS: TLS handshake failed: {e}"));
+                self.session.handle_eof(Instant::now());
+                // Drains the Closed event into the log.
+                while let Some(event) = self.session.poll_event() {
+                    self.handle(event);
+                }
+            }
+        }
+    }
+
     fn host(&self) -> &str {
-        &self.gateway.config.hostname
+        &self.port.config.hostname
     }
 
     fn handle(&mut self, event: Event) {
@@ -173,18 +265,32 @@ impl Connection<'_> {
                 // the previous envelope is still wanted.
                 self.end_transaction();
                 let from = mail.from.as_ref().map(ToString::to_string).unwrap_or_default();
+                if self.port.submission && self.session.authenticated().is_none() {
+                    log.line(format_args!(
+                        "MAIL FROM:<{}> refused: not authenticated on {}",
+                        from.escape_debug(),
+                        self.port.name
+                    ));
+                    let reply = Reply::new(530, EnhancedStatus::new(5, 7, 0), "Authentication required");
+                    decided(log, "MAIL", self.session.reject(reply));
+                    return;
+                }
                 log.line(format_args!(
-                    "MAIL FROM:<{}> size={:?} smtputf8={}",
+                    "MAIL FROM:<{}> size={:?} smtputf8={}{}",
                     from.escape_debug(),
                     mail.size,
-                    mail.smtputf8
+                    mail.smtputf8,
+                    self.session
+                        .authenticated()
+                        .map(|who| format!(" authenticated as {who:?}"))
+                        .unwrap_or_default()
                 ));
                 self.in_transaction = true;
                 decided(log, "MAIL", self.session.accept());
             }
             Event::Rcpt(rcpt) => {
                 let to = rcpt.to.to_string();
-                match self.gateway.policy.recipient(&rcpt.to) {
+                match self.recipient(&rcpt.to) {
                     Ok(mailbox) => {
                         log.line(format_args!(
                             "RCPT TO:<{}> accepted, mailbox {mailbox:?}",
@@ -267,27 +373,99 @@ impl Connection<'_> {
                 self.end_transaction();
             }
             Event::StartTls => {
-                // Config::starttls is false in this version, so the session never offers
-                // it; a TLS-capable version runs the handshake here.
-                log.line(format_args!("STARTTLS requested but TLS is not configured"));
+                // The session has queued the `220`; the loop writes it out, then runs
+                // the handshake (`upgrade`).
+                log.line(format_args!("STARTTLS"));
+                self.starttls = true;
             }
             Event::Auth(start) => {
-                // No SASL mechanisms are configured, so the session answers AUTH itself.
-                log.line(format_args!("AUTH {} refused: not configured", start.mechanism));
-                let reply =
-                    Reply::new(504, EnhancedStatus::new(5, 5, 4), "Error: unrecognized authentication type");
-                decided(log, "AUTH", self.session.reject(reply));
+                // Config::auth_mechanisms is ["PLAIN"] on submission and smtps (empty on
+                // the MX port, where the session answers AUTH itself).
+                if start.mechanism != "PLAIN" {
+                    log.line(format_args!("AUTH {:?} refused: not configured", start.mechanism));
+                    let reply = Reply::new(
+                        504,
+                        EnhancedStatus::new(5, 5, 4),
+                        "Error: unrecognized authentication type",
+                    );
+                    decided(log, "AUTH", self.session.reject(reply));
+                    return;
+                }
+                match start.initial_response {
+                    Some(response) => self.auth_plain(response.as_bytes()),
+                    None => {
+                        self.sasl_plain = true;
+                        decided(log, "AUTH", self.session.auth_challenge(b""));
+                    }
+                }
             }
-            Event::AuthResponse(_) => {
-                decided(log, "AUTH", self.session.auth_fail());
+            Event::AuthResponse(response) => {
+                if std::mem::take(&mut self.sasl_plain) {
+                    self.auth_plain(response.as_bytes());
+                } else {
+                    log.line(format_args!("SASL response without an exchange (bug)"));
+                    decided(log, "AUTH", self.session.auth_fail());
+                }
             }
-            Event::AuthAborted => log.line(format_args!("AUTH aborted")),
+            Event::AuthAborted => {
+                self.sasl_plain = false;
+                log.line(format_args!("AUTH aborted"));
+            }
             Event::Refused { command, reply } => {
                 log.line(format_args!("refused {command}: {}", reply.to_string().trim_end()))
             }
             Event::Violation(v) => log.line(format_args!("violation: {v:?}")),
             Event::Closed(reason) => log.line(format_args!("session closed: {reason:?}")),
             other => log.line(format_args!("unhandled event {other:?}")),
+        }
+    }
+
+    /// The recipient policy of this port: `Ok(mailbox)` or the refusal.
+    ///
+    /// On the MX port, the accepted domains only ([`Policy::recipient`]). On submission
+    /// (the client has authenticated, or MAIL would have been refused), other domains are
+    /// relaying, which this demo does not implement: `554 5.7.1`, said as such.
+    fn recipient(&self, to: &Address) -> Result<String, Reply> {
+        let policy = &self.gateway.policy;
+        let ours = policy.is_local_domain(to.domain()) || to.domain().is_empty() && to.is_postmaster();
+        if self.port.submission && !ours {
+            let text = format!("<{}>: relay not implemented in this demo", printable(&to.to_string()));
+            return Err(Reply::new(554, EnhancedStatus::new(5, 7, 1), text));
+        }
+        policy.recipient(to)
+    }
+
+    /// `AUTH PLAIN` (RFC 4616): `authzid NUL authcid NUL passwd`, checked against the
+    /// `--user` accounts. Acting as another user (an authzid different from the authcid)
+    /// is refused, with the same reply as a wrong password.
+    fn auth_plain(&mut self, response: &[u8]) {
+        let log = self.log;
+        let mut parts = response.splitn(3, |b| *b == 0);
+        let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
+        else {
+            log.line(format_args!("AUTH PLAIN failed: malformed response"));
+            decided(log, "AUTH", self.session.auth_fail());
+            return;
+        };
+        let user = String::from_utf8_lossy(authcid).into_owned();
+        let mut name = self.gateway.users.check_password(&user, password).map(str::to_owned);
+        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
+            log.line(format_args!(
+                "AUTH PLAIN: {user:?} asked to act as {:?}: not allowed",
+                String::from_utf8_lossy(authzid)
+            ));
+            name = None;
+        }
+        match name {
+            Some(name) => {
+                log.line(format_args!("AUTH PLAIN: authenticated as {name:?}"));
+                decided(log, "AUTH", self.session.auth_succeed(name));
+            }
+            None => {
+                // The same reply for an unknown user and a wrong password.
+                log.line(format_args!("AUTH PLAIN failed for {user:?}: invalid credentials"));
+                decided(log, "AUTH", self.session.auth_fail());
+            }
         }
     }
 
@@ -320,19 +498,7 @@ fn local_error() -> Reply {
     Reply::new(451, EnhancedStatus::new(4, 3, 0), "Error: local error in processing, try again later")
 }
 
-/// Closes politely: our side first, then read (and drop) what the client still sends
-/// for a moment. Closing a socket with unread input makes the kernel send a reset,
-/// which can destroy the last reply before the client has read it.
-pub(crate) fn linger_close(stream: &TcpStream) {
-    let _ = stream.shutdown(Direction::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut sink = [0_u8; 4096];
-    let mut budget = 64 * 1024_usize;
-    let mut reader = stream;
-    while budget > 0 {
-        match reader.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => budget = budget.saturating_sub(n),
-        }
-    }
+/// The address for a reply text: control characters become `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
