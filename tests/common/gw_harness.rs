@@ -190,15 +190,24 @@ impl Delivered {
     }
 }
 
-/// The `mail-gateway` example running on a free loopback port with its own Maildir.
+/// The `mail-gateway` example running on free loopback ports with its own Maildir.
 /// Dropping it kills the process and removes the directory (kept if the test failed).
 #[derive(Debug)]
 pub(crate) struct Gateway {
     child: Child,
-    /// The SMTP listener.
+    /// The SMTP (MX, STARTTLS) listener.
     pub(crate) addr: SocketAddr,
-    /// The POP3 listener.
+    /// The POP3 (STLS) listener.
     pub(crate) pop3_addr: SocketAddr,
+    /// The SMTP submission (STARTTLS, AUTH) listener.
+    #[allow(dead_code)] // used by real_clients_tls only
+    pub(crate) submission_addr: SocketAddr,
+    /// The SMTP submission over implicit TLS listener.
+    #[allow(dead_code)] // used by real_clients_tls only
+    pub(crate) smtps_addr: SocketAddr,
+    /// The POP3 over implicit TLS listener.
+    #[allow(dead_code)] // used by real_clients_tls only
+    pub(crate) pop3s_addr: SocketAddr,
     pub(crate) dir: PathBuf,
     pub(crate) maildir: PathBuf,
     log: PathBuf,
@@ -207,8 +216,10 @@ pub(crate) struct Gateway {
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 impl Gateway {
-    /// Starts the gateway with `--smtp`, `--pop3` (free loopback ports), `--maildir` and
-    /// `args`, and waits until both listeners accept connections.
+    /// Starts the gateway with `--smtp`, `--submission`, `--smtps`, `--pop3`, `--pop3s`
+    /// (free loopback ports), `--maildir` and `args`, and waits until every listener
+    /// accepts connections. Without `--cert` in `args`, the gateway generates its demo CA
+    /// into [`ca`](Self::ca).
     pub(crate) fn start(name: &str, args: &[&str]) -> Gateway {
         let binary = gateway_binary();
         let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
@@ -221,17 +232,25 @@ impl Gateway {
             // (A failed attempt's Drop removed the directory.)
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).expect("create the test directory");
-            // Both ports are held at once, so they differ.
-            let free = || TcpListener::bind("127.0.0.1:0").expect("free port");
-            let (smtp, pop3) = (free(), free());
-            let addr = smtp.local_addr().expect("free port");
-            let pop3_addr = pop3.local_addr().expect("free port");
-            drop((smtp, pop3));
+            // All ports are held at once, so they differ.
+            let held: Vec<TcpListener> =
+                (0..5).map(|_| TcpListener::bind("127.0.0.1:0").expect("free port")).collect();
+            let ports: Vec<SocketAddr> = held.iter().map(|l| l.local_addr().expect("free port")).collect();
+            drop(held);
+            let [addr, submission_addr, smtps_addr, pop3_addr, pop3s_addr] = ports[..] else {
+                unreachable!("five ports")
+            };
             let child = Command::new(binary)
                 .arg("--smtp")
                 .arg(addr.to_string())
+                .arg("--submission")
+                .arg(submission_addr.to_string())
+                .arg("--smtps")
+                .arg(smtps_addr.to_string())
                 .arg("--pop3")
                 .arg(pop3_addr.to_string())
+                .arg("--pop3s")
+                .arg(pop3s_addr.to_string())
                 .arg("--maildir")
                 .arg(&maildir)
                 .args(args)
@@ -244,6 +263,9 @@ impl Gateway {
                 child,
                 addr,
                 pop3_addr,
+                submission_addr,
+                smtps_addr,
+                pop3s_addr,
                 dir: dir.clone(),
                 maildir: maildir.clone(),
                 log: log.clone(),
@@ -258,7 +280,11 @@ impl Gateway {
         panic!("could not find a free port for the gateway");
     }
 
-    /// Waits until both ports accept a connection; `false` if the process exited.
+    /// Waits until every port accepts a connection; `false` if the process exited.
+    ///
+    /// The gateway binds all its listeners before it accepts on any, so once the last
+    /// one (pop3s) is up, all are; only that one is probed, so the other logs hold no
+    /// probe connections.
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -266,7 +292,7 @@ impl Gateway {
                 return false;
             }
             let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-            if up(&self.addr) && up(&self.pop3_addr) {
+            if up(&self.pop3s_addr) {
                 return true;
             }
             thread::sleep(Duration::from_millis(50));
@@ -287,6 +313,12 @@ impl Gateway {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The demo CA certificate the gateway generated (`<maildir>/../postern-ca.pem`).
+    #[allow(dead_code)] // used by real_clients_tls only
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.join("postern-ca.pem")
     }
 
     /// What the gateway logged so far.
