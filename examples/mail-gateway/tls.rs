@@ -5,7 +5,7 @@
 //!   start; the CA's certificate is written next to the Maildir (`<maildir>/../postern-ca.pem`)
 //!   for clients to trust, its key only ever lives in memory;
 //! - the profile (`--tls-profile`): `modern` is TLS 1.3 only; `compatible` adds TLS 1.2 with
-//!   ECDHE key exchange and AEAD suites only, and extended master secret required;
+//!   ECDHE key exchange and AEAD suites only;
 //! - mutual TLS (`--client-ca`): a client certificate issued by that CA is required on every
 //!   TLS port (submission, smtps, pop3 after STLS, pop3s). On the MX port (`--smtp`, port
 //!   25 style) it is optional, because other mail servers have none; one that is presented
@@ -41,7 +41,7 @@ pub(crate) enum Profile {
     /// TLS 1.3 only (the default).
     #[default]
     Modern,
-    /// TLS 1.3 and TLS 1.2 with ECDHE + AEAD suites (and extended master secret).
+    /// TLS 1.3 and TLS 1.2 with ECDHE + AEAD suites.
     Compatible,
 }
 
@@ -137,7 +137,6 @@ pub(crate) fn setup(options: &Options, maildir: &Path, hostname: &str) -> io::Re
             .map_err(|e| invalid(format!("{origin}: {}", key_error(&e))))?;
         // The server's order of suites wins; no 0-RTT (the default), no ALPN.
         config.ignore_client_order = true;
-        config.require_ems = options.profile == Profile::Compatible;
         Ok(Arc::new(config))
     };
     let clients = config(clients_verifier)?;

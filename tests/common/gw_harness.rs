@@ -74,8 +74,14 @@ pub(crate) fn gateway_binary() -> &'static Path {
 /// `true` if `tool` can run. A missing tool fails the test in CI (`CI=true`) and skips it
 /// elsewhere, with a notice.
 pub(crate) fn require_tool(tool: &str) -> bool {
+    require_tool_probed(tool, &["--version"])
+}
+
+/// [`require_tool`] for a tool that does not know `--version`: `probe` are arguments with
+/// which it runs successfully (e.g. `openssl version`).
+pub(crate) fn require_tool_probed(tool: &str, probe: &[&str]) -> bool {
     let found = Command::new(tool)
-        .arg("--version")
+        .args(probe)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -280,24 +286,23 @@ impl Gateway {
         panic!("could not find a free port for the gateway");
     }
 
-    /// Waits until every port accepts a connection; `false` if the process exited.
+    /// Waits until the gateway is listening on every port; `false` if the process exited.
     ///
-    /// The gateway binds all its listeners before it accepts on any, so once the last
-    /// one (pop3s) is up, all are; only that one is probed, so the other logs hold no
-    /// probe connections.
+    /// The gateway binds all its listeners, then logs `listening on ...`: waiting for that
+    /// line rather than probing the ports keeps probe connections (and failed TLS
+    /// handshakes on the implicit-TLS ports) out of the log.
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            let up = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-            if up(&self.pop3s_addr) {
+            if self.log().contains(" server listening on ") {
                 return true;
             }
-            thread::sleep(Duration::from_millis(50));
+            thread::sleep(Duration::from_millis(20));
         }
-        panic!("the gateway did not accept connections within 15 s:\n{}", self.log());
+        panic!("the gateway did not start listening within 15 s:\n{}", self.log());
     }
 
     /// The SMTP port.
