@@ -788,7 +788,7 @@ fn python_ssl_smtplib_and_poplib() {
         assert_same(&content[header_end..], &msg, "smtplib");
     }
     let retrieved = fs::read(&out_file).unwrap();
-    assert!(files.iter().any(|f| *f == retrieved), "poplib's RETR 1 matches no delivered file");
+    assert!(files.contains(&retrieved), "poplib's RETR 1 matches no delivered file");
     assert_no_passwords_logged(&gw);
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct Args {
 #[derive(Debug)]
 pub(crate) enum Parsed {
     /// Run the gateway.
-    Run(Args),
+    Run(Box<Args>),
     /// Print the usage and exit successfully.
     Help,
 }
@@ -239,7 +239,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     }
     let hostname =
         hostname.unwrap_or_else(|| format!("mx.{}", domains.first().map_or("example.test", |d| d)));
-    Ok(Parsed::Run(Args {
+    Ok(Parsed::Run(Box::new(Args {
         smtp,
         submission,
         smtps,
@@ -253,7 +253,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         hostname,
         max_message_size,
         grace,
-    }))
+    })))
 }
 
 /// `NAME:PASSWORD` (the password may hold colons). NAME must be a valid mailbox name

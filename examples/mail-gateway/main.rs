@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args) {
+    match run(*args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             Log::server().line(format_args!("fatal: {e}"));
