@@ -1,3 +1,18 @@
 //! TLS policy on rustls with the ring provider: strict defaults (TLS 1.3 only), mutual
 //! TLS, certificates swappable at run time, STARTTLS glue, the X25519MLKEM768 hybrid
 //! post-quantum key exchange, and MTA-STS / TLS-RPT for outbound delivery.
+
+// --- policy, certificates, identity (tls-policy) ---
+mod certs;
+mod identity;
+mod policy;
+
+pub use certs::{
+    CertNote, CertStore, LoadedCert, certificates_from_pem, load_certified_key, load_certified_key_der,
+    private_key_from_pem, root_store_from_pem,
+};
+pub use identity::PeerIdentity;
+pub use policy::{
+    ClientAuth, Explanation, Profile, TlsError, TlsPolicy, TlsVersion, Weakness, is_post_quantum,
+};
+// --- end tls-policy ---
