@@ -17,8 +17,8 @@ use postern::tls::{
     root_store_from_pem,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::ring::cipher_suite as suites;
@@ -109,7 +109,9 @@ impl Ca {
     fn intermediate(&self, cn: &str, not_after: Ymd) -> Self {
         let mut params = Self::ca_params(cn);
         set_validity(&mut params, (2020, 1, 1), not_after);
-        Self { issuer: CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &self.issuer).unwrap() }
+        Self {
+            issuer: CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &self.issuer).unwrap(),
+        }
     }
 
     fn pem(&self) -> String {
@@ -133,7 +135,8 @@ impl Ca {
     }
 
     fn server_with_key(&self, names: &[&str], key: KeyPair) -> Leaf {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name = dn(names.first().copied().unwrap_or("server"));
         set_validity(&mut params, (2020, 1, 1), (2040, 1, 1));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -240,7 +243,11 @@ fn pump(client: &mut ClientConnection, server: &mut ServerConnection) -> Outcome
     panic!("the handshake did not settle");
 }
 
-fn connect(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>, name: &str) -> (ClientConnection, ServerConnection) {
+fn connect(
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+    name: &str,
+) -> (ClientConnection, ServerConnection) {
     let name = ServerName::try_from(name.to_string()).unwrap();
     (ClientConnection::new(client.clone(), name).unwrap(), ServerConnection::new(server.clone()).unwrap())
 }
@@ -324,7 +331,8 @@ impl Pair {
 #[test]
 fn modern_negotiates_tls13() {
     let pair = Pair::new();
-    let (client, server, outcome) = handshake(&pair.client(&modern()), &pair.server(&modern()), "mx.example.test");
+    let (client, server, outcome) =
+        handshake(&pair.client(&modern()), &pair.server(&modern()), "mx.example.test");
     assert!(outcome.ok(), "{outcome:?}");
     for side in [&*client as &rustls::CommonState, &*server] {
         assert_eq!(side.protocol_version(), Some(ProtocolVersion::TLSv1_3));
@@ -382,7 +390,8 @@ fn a_tls12_only_client_succeeds_against_compatible() {
 #[test]
 fn a_tls13_client_gets_tls13_from_compatible() {
     let pair = Pair::new();
-    let (_, s, outcome) = handshake(&pair.client(&compatible()), &pair.server(&compatible()), "mx.example.test");
+    let (_, s, outcome) =
+        handshake(&pair.client(&compatible()), &pair.server(&compatible()), "mx.example.test");
     assert!(outcome.ok(), "{outcome:?}");
     assert_eq!(s.protocol_version(), Some(ProtocolVersion::TLSv1_3));
 }
@@ -431,11 +440,13 @@ fn rsa_certificates_use_ecdhe_rsa_in_tls12() {
 fn server_cipher_order_is_a_knob() {
     let pair = Pair::new();
     let client = pair.client(
-        &modern().cipher_suites(vec![suites::TLS13_CHACHA20_POLY1305_SHA256, suites::TLS13_AES_256_GCM_SHA384]),
+        &modern()
+            .cipher_suites(vec![suites::TLS13_CHACHA20_POLY1305_SHA256, suites::TLS13_AES_256_GCM_SHA384]),
     );
     let (_, s, _) = handshake(&client, &pair.server(&modern()), "mx.example.test");
     assert_eq!(suite_of(&s), "TLS13_CHACHA20_POLY1305_SHA256");
-    let (_, s, _) = handshake(&client, &pair.server(&modern().prefer_server_cipher_order(true)), "mx.example.test");
+    let (_, s, _) =
+        handshake(&client, &pair.server(&modern().prefer_server_cipher_order(true)), "mx.example.test");
     assert_eq!(suite_of(&s), "TLS13_AES_256_GCM_SHA384");
 }
 
@@ -536,11 +547,17 @@ fn compatible_picks_the_aead_suite_among_legacy_ones() {
     let server = Pair::new().server(&compatible());
     let mut offer = LEGACY_SUITES.to_vec();
     offer.push(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
-    assert_eq!(raw_hello(&server, &tls12_client_hello(&offer, true)), Ok(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256));
+    assert_eq!(
+        raw_hello(&server, &tls12_client_hello(&offer, true)),
+        Ok(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+    );
     let server = Pair::rsa().server(&compatible());
     let mut offer = LEGACY_SUITES.to_vec();
     offer.insert(3, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256);
-    assert_eq!(raw_hello(&server, &tls12_client_hello(&offer, true)), Ok(TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256));
+    assert_eq!(
+        raw_hello(&server, &tls12_client_hello(&offer, true)),
+        Ok(TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+    );
 }
 
 #[test]
@@ -578,11 +595,12 @@ fn interoperates_with_an_aws_lc_rs_client() {
         } else {
             &[&rustls::version::TLS13]
         };
-        let client = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(pair.ca.roots())
-            .with_no_client_auth();
+        let client =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(pair.ca.roots())
+                .with_no_client_auth();
         let (mut c, mut s, outcome) = handshake(&Arc::new(client), &pair.server(&policy), "mx.example.test");
         assert!(outcome.ok(), "{outcome:?}");
         assert_eq!(s.protocol_version(), Some(version));
@@ -646,7 +664,8 @@ fn alpn_is_off_by_default_and_strict_when_set() {
 fn max_fragment_size_limits_records() {
     let pair = Pair::new();
     let policy = modern().max_fragment_size(Some(512));
-    let (mut c, mut s, outcome) = handshake(&pair.client(&modern()), &pair.server(&policy), "mx.example.test");
+    let (mut c, mut s, outcome) =
+        handshake(&pair.client(&modern()), &pair.server(&policy), "mx.example.test");
     assert!(outcome.ok());
     s.writer().write_all(&[b'x'; 4000]).unwrap();
     let wire = s.drain();
@@ -728,7 +747,10 @@ fn inconsistent_policies_are_refused() {
         tls13_suites_only.server_config(store.clone()),
         Err(TlsError::NoCipherSuite { version: TlsVersion::Tls12 })
     ));
-    assert!(matches!(modern().with_kx_groups(vec![]).server_config(store.clone()), Err(TlsError::NoKxGroups)));
+    assert!(matches!(
+        modern().with_kx_groups(vec![]).server_config(store.clone()),
+        Err(TlsError::NoKxGroups)
+    ));
     let empty = Arc::new(RootCertStore::empty());
     assert!(matches!(
         modern().client_auth(ClientAuth::Required(empty.clone())).server_config(store.clone()),
@@ -752,7 +774,8 @@ fn the_policy_clock_is_used_for_certificate_checks() {
     let loaded = postern::tls::load_certified_key_der(chain, key, in_2024).unwrap();
     let store = Arc::new(CertStore::with_default(loaded));
     let server = modern().server_config(store).unwrap();
-    let (_, _, outcome) = handshake(&modern().client_config(ca.roots(), None).unwrap(), &server, "mx.example.test");
+    let (_, _, outcome) =
+        handshake(&modern().client_config(ca.roots(), None).unwrap(), &server, "mx.example.test");
     assert!(
         matches!(
             outcome.client,
@@ -823,7 +846,10 @@ fn required_client_auth_rejects_a_certificate_from_another_ca() {
     let server = m.pair.server(&modern().client_auth(ClientAuth::Required(m.client_ca.roots())));
     let (_, _, outcome) = handshake(&m.client_config(&modern(), Some(&stranger)), &server, "mx.example.test");
     assert!(
-        matches!(outcome.server, Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))),
+        matches!(
+            outcome.server,
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
+        ),
         "{outcome:?}"
     );
 }
@@ -931,14 +957,18 @@ fn pem_expired_and_not_yet_valid() {
     let old_intermediate = ca.intermediate("Old Intermediate", (2025, 1, 1));
     let leaf = old_intermediate.server(&["mx.example.test"]);
     let err = leaf.load_with_chain(&[&old_intermediate.pem()]).unwrap_err();
-    assert!(matches!(&err, TlsError::CertificateExpired { index: 1, subject, .. } if subject == "CN=Old Intermediate"));
+    assert!(
+        matches!(&err, TlsError::CertificateExpired { index: 1, subject, .. } if subject == "CN=Old Intermediate")
+    );
 }
 
 #[test]
 fn pem_garbage_and_empty() {
     let leaf = Ca::new("PEM CA").server(&["mx.example.test"]);
     let key = leaf.key_pem.as_bytes();
-    for garbage in [&b""[..], b"\x00\xff\xfe not PEM at all", b"-----BEGIN NOTHING-----\nAAAA\n-----END NOTHING-----\n"] {
+    for garbage in
+        [&b""[..], b"\x00\xff\xfe not PEM at all", b"-----BEGIN NOTHING-----\nAAAA\n-----END NOTHING-----\n"]
+    {
         assert!(matches!(load_certified_key(garbage, key, now()), Err(TlsError::NoCertificate)));
     }
     let bad_base64 = b"-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n";
@@ -946,14 +976,20 @@ fn pem_garbage_and_empty() {
     let no_end = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
     assert!(matches!(load_certified_key(no_end, key, now()), Err(TlsError::Pem(_))));
     let not_der = b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
-    assert!(matches!(load_certified_key(not_der, key, now()), Err(TlsError::InvalidCertificate { index: 0, .. })));
+    assert!(matches!(
+        load_certified_key(not_der, key, now()),
+        Err(TlsError::InvalidCertificate { index: 0, .. })
+    ));
 
     let cert = leaf.cert_pem.as_bytes();
     assert!(matches!(load_certified_key(cert, b"", now()), Err(TlsError::NoPrivateKey)));
     // A certificate is not a key.
     assert!(matches!(load_certified_key(cert, cert, now()), Err(TlsError::NoPrivateKey)));
     let two_keys = format!("{}{}", leaf.key_pem, leaf.key_pem);
-    assert!(matches!(load_certified_key(cert, two_keys.as_bytes(), now()), Err(TlsError::MultiplePrivateKeys)));
+    assert!(matches!(
+        load_certified_key(cert, two_keys.as_bytes(), now()),
+        Err(TlsError::MultiplePrivateKeys)
+    ));
     let encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
     assert!(matches!(load_certified_key(cert, encrypted, now()), Err(TlsError::EncryptedPrivateKey)));
     let dsa = b"-----BEGIN DSA PRIVATE KEY-----\nMIIB\n-----END DSA PRIVATE KEY-----\n";
@@ -1228,7 +1264,8 @@ fn ocsp_responses_are_stapled_and_swappable() {
         store.replace_default(leaf.load().with_ocsp(b"ocsp-response-1".to_vec()));
         let server = policy.server_config(store.clone()).unwrap();
         // Full handshakes only: a resumed session sends no certificate and no staple.
-        let client = policy.clone().resumption(false).client_config_with_verifier(verifier.clone(), None).unwrap();
+        let client =
+            policy.clone().resumption(false).client_config_with_verifier(verifier.clone(), None).unwrap();
         assert!(handshake(&client, &server, "mx.example.test").2.ok());
         // A fresh response (the application refreshes it before the old one expires).
         store.replace_default(leaf.load().with_ocsp(b"ocsp-response-2".to_vec()));
@@ -1237,7 +1274,11 @@ fn ocsp_responses_are_stapled_and_swappable() {
         store.replace_default(leaf.load().with_ocsp(Vec::new()));
         assert!(handshake(&client, &server, "mx.example.test").2.ok());
         let seen = verifier.seen.lock().unwrap().clone();
-        assert_eq!(seen, [b"ocsp-response-1".to_vec(), b"ocsp-response-2".to_vec(), Vec::new()], "{policy:?}");
+        assert_eq!(
+            seen,
+            [b"ocsp-response-1".to_vec(), b"ocsp-response-2".to_vec(), Vec::new()],
+            "{policy:?}"
+        );
     }
 }
 
@@ -1254,8 +1295,15 @@ fn explain_modern() {
     let e = TlsPolicy::modern().explain();
     assert_eq!(e.profile, Profile::Modern);
     assert_eq!(e.versions, ["TLSv1.3"]);
-    assert_eq!(e.cipher_suites, ["TLS13_AES_256_GCM_SHA384", "TLS13_AES_128_GCM_SHA256", "TLS13_CHACHA20_POLY1305_SHA256"]);
-    assert!(e.kx_groups.ends_with(&["X25519".into(), "secp256r1".into(), "secp384r1".into()]), "{:?}", e.kx_groups);
+    assert_eq!(
+        e.cipher_suites,
+        ["TLS13_AES_256_GCM_SHA384", "TLS13_AES_128_GCM_SHA256", "TLS13_CHACHA20_POLY1305_SHA256"]
+    );
+    assert!(
+        e.kx_groups.ends_with(&["X25519".into(), "secp256r1".into(), "secp384r1".into()]),
+        "{:?}",
+        e.kx_groups
+    );
     assert_eq!((e.client_auth, e.session_cache, e.session_tickets), ("none", 256, false));
     assert!(e.require_extended_master_secret && !e.prefer_server_cipher_order);
     assert!(e.alpn_protocols.is_empty() && e.max_fragment_size.is_none());
@@ -1265,7 +1313,9 @@ fn explain_modern() {
     }
     assert_eq!(e.weaknesses, expected);
     let text = e.to_string();
-    for line in ["TLS policy (profile modern)", "versions:       TLSv1.3", "client auth:    none", "weaknesses:"] {
+    for line in
+        ["TLS policy (profile modern)", "versions:       TLSv1.3", "client auth:    none", "weaknesses:"]
+    {
         assert!(text.contains(line), "{line:?} not in\n{text}");
     }
     assert!(!text.contains("EMS"), "{text}");
@@ -1317,7 +1367,9 @@ fn explain_client_auth_tickets_and_knobs() {
         assert!(text.contains(line), "{line:?} not in\n{text}");
     }
 
-    let pq = TlsPolicy::modern().prefer_kx_groups(vec![&FAKE_HYBRID]).client_auth(ClientAuth::Required(Ca::new("x").roots()));
+    let pq = TlsPolicy::modern()
+        .prefer_kx_groups(vec![&FAKE_HYBRID])
+        .client_auth(ClientAuth::Required(Ca::new("x").roots()));
     assert_eq!(pq.explain().weaknesses, []);
     assert!(pq.explain().to_string().contains("weaknesses: none"));
     assert!(is_post_quantum(NamedGroup::X25519MLKEM768));
