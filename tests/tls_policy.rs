@@ -1200,6 +1200,14 @@ fn without_a_default_unknown_names_fail_the_handshake() {
         assert!(outcome.ok(), "{name}: {outcome:?}");
     }
     assert!(format!("{store:?}").contains("mx.example.test"));
+    // A certificate without DNS names cannot be registered by its names.
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = dn("nameless");
+    let nameless = ca.issue(params, KeyPair::generate().unwrap()).load();
+    assert!(matches!(
+        store.replace_for_names(&nameless),
+        Err(TlsError::NoDnsNames { subject }) if subject == "CN=nameless"
+    ));
 }
 
 /// A verifier that records the OCSP response the server staples, then defers to WebPKI.

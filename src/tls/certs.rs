@@ -255,7 +255,9 @@ impl From<LoadedCert> for Arc<CertifiedKey> {
 ///
 /// Errors are for what breaks every handshake: no certificate or no key, an unsupported or
 /// rejected key, a key that does not belong to the certificate, and any certificate of the
-/// chain expired or not yet valid at `now`. What may be right or wrong depending on the
+/// chain expired or not yet valid at `now` (an expired certificate further up the chain
+/// helps no client: current clients build their path around it and old ones reject it, so
+/// it is to be removed or renewed). What may be right or wrong depending on the
 /// peers (a chain without intermediates, a self-signed certificate, an expiry close by) is
 /// returned as [`CertNote`]s: a leaf issued directly by a private root is normal for mutual
 /// TLS and internal relays, so a missing intermediate cannot be told from that case here.
@@ -583,6 +585,9 @@ impl Table {
 /// certificate they already resolved, established connections are untouched, and every
 /// handshake that starts afterwards gets the new certificate. An ACME renewal is a
 /// [`load_certified_key`] followed by `replace` (or [`replace_default`](Self::replace_default)).
+/// A session resumed from before the swap is not shown a certificate at all (resumption
+/// skips it): it stays authenticated by the old one until it leaves the session cache or
+/// its ticket expires; turn resumption off if a revoked certificate must stop at once.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -675,10 +680,10 @@ impl CertStore {
     ///
     /// # Errors
     /// [`TlsError::InvalidName`] if a name is unusable (nothing is changed then), or
-    /// [`TlsError::NoCertificate`] if the certificate has no DNS name.
+    /// [`TlsError::NoDnsNames`] if the certificate has no DNS name.
     pub fn replace_for_names(&self, cert: &LoadedCert) -> Result<(), TlsError> {
         if cert.names.is_empty() {
-            return Err(TlsError::NoCertificate);
+            return Err(TlsError::NoDnsNames { subject: cert.subject.clone() });
         }
         let names = cert.names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>, _>>()?;
         self.update(|table| {

@@ -146,6 +146,13 @@ pub enum TlsError {
         /// Why.
         reason: String,
     },
+    /// [`CertStore::replace_for_names`](super::CertStore::replace_for_names) was given a
+    /// certificate without DNS names.
+    #[error("the certificate for {subject} has no DNS name in its subjectAltName")]
+    NoDnsNames {
+        /// The certificate's subject.
+        subject: String,
+    },
     /// A name given to the [`CertStore`](super::CertStore) is not a DNS name (or `*.` wildcard).
     #[error("{0:?} is not a DNS name or a \"*.\" wildcard over at least two labels")]
     InvalidName(String),
@@ -363,6 +370,8 @@ pub(crate) fn suite_name(suite: &SupportedCipherSuite) -> String {
     }
 }
 
+// PQ: when `default_kx_groups` gets the hybrid group, update the "key exchange" row of the
+// table below (and `Weakness::NoPostQuantumGroup` stops being flagged by default).
 /// The TLS policy of an endpoint: one object that yields correct rustls configurations.
 ///
 /// Start from a [`Profile`] ([`TlsPolicy::modern`], the default, or [`TlsPolicy::compatible`]),
@@ -536,8 +545,8 @@ impl TlsPolicy {
         self.with_kx_groups(list)
     }
 
-    /// With `true`, only post-quantum (hybrid) groups are offered and accepted: peers that
-    /// cannot do ML-KEM fail the handshake. Building fails with
+    /// With `true`, only post-quantum (hybrid) groups, as told by [`is_post_quantum`], are
+    /// offered and accepted: peers that cannot do ML-KEM fail the handshake. Building fails with
     /// [`TlsError::NoPostQuantumGroup`] if none is configured, and with
     /// [`TlsError::PostQuantumWithTls12`] if TLS 1.2 is enabled. Default `false`.
     #[must_use]
@@ -806,7 +815,10 @@ impl TlsPolicy {
             } else {
                 Tls12Resumption::SessionIdOnly
             };
-            Resumption::in_memory_sessions(self.session_cache.max(1)).tls12_resumption(tls12)
+            // With tickets only (no server-side cache), the client still needs somewhere to
+            // keep them.
+            let sessions = if self.session_cache == 0 { DEFAULT_SESSION_CACHE } else { self.session_cache };
+            Resumption::in_memory_sessions(sessions).tls12_resumption(tls12)
         } else {
             Resumption::disabled()
         };
