@@ -12,4 +12,12 @@ pub enum Error {
     #[cfg(feature = "pop3")]
     #[error(transparent)]
     Pop3(#[from] crate::pop3::Error),
+    /// A TLS policy, certificate or key problem.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A TLS connection failed.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    TlsChannel(#[from] crate::tls::ChannelError),
 }

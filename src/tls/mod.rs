@@ -2,13 +2,23 @@
 //! TLS, certificates swappable at run time, STARTTLS glue, the X25519MLKEM768 hybrid
 //! post-quantum key exchange, and MTA-STS / TLS-RPT for outbound delivery.
 
+// --- policy, certificates, identity (tls-policy) ---
+mod certs;
+mod identity;
+mod policy;
+
+pub use certs::{
+    CertNote, CertStore, LoadedCert, certificates_from_pem, load_certified_key, load_certified_key_der,
+    private_key_from_pem, root_store_from_pem,
+};
+pub use identity::PeerIdentity;
+pub use policy::{
+    ClientAuth, Explanation, Profile, TlsError, TlsPolicy, TlsVersion, Weakness, is_post_quantum,
+};
+// --- end tls-policy ---
+
+// --- STARTTLS glue ---
 mod starttls;
 
 pub use starttls::{ChannelError, TlsChannel, tls_info};
-
-/// A one-line summary of a verified client certificate for [`crate::TlsInfo::peer_identity`]:
-/// its subject distinguished name.
-pub(crate) fn peer_identity_summary(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(parsed.subject().to_string())
-}
+// --- end STARTTLS glue ---

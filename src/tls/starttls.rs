@@ -184,7 +184,10 @@ impl TlsChannel {
 }
 
 /// What a session is told about a rustls connection: version, suite, key-exchange group,
-/// SNI, and the verified client identity (the end-entity certificate's subject).
+/// SNI, and the verified client identity ([`PeerIdentity::to_tls_info_string`]: the
+/// certificate's subject and its SHA-256 fingerprint).
+///
+/// [`PeerIdentity::to_tls_info_string`]: super::PeerIdentity::to_tls_info_string
 #[must_use]
 pub fn tls_info(conn: &Connection) -> TlsInfo {
     let protocol = match conn.protocol_version() {
@@ -204,10 +207,10 @@ pub fn tls_info(conn: &Connection) -> TlsInfo {
     {
         info = info.with_sni(sni);
     }
-    if let Some(identity) =
-        conn.peer_certificates().and_then(|c| c.first()).and_then(super::peer_identity_summary)
+    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first())
+        && let Ok(identity) = super::PeerIdentity::from_certificate(cert)
     {
-        info = info.with_peer_identity(identity);
+        info = identity.apply_to(info);
     }
     info
 }
