@@ -9,7 +9,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::maildir;
-use crate::tls::{self, Profile};
+use crate::tls;
 use crate::users::{Credentials, MAX_PASSWORD};
 
 /// The gateway's settings.
@@ -176,8 +176,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
             "--client-ca" => tls.client_ca = Some(PathBuf::from(value()?)),
             "--tls-profile" => {
                 let v = value()?;
-                tls.profile = Profile::parse(&v)
-                    .ok_or_else(|| UsageError(format!("--tls-profile {v:?}: want modern or compatible")))?;
+                tls.profile = v
+                    .parse()
+                    .map_err(|_| UsageError(format!("--tls-profile {v:?}: want modern or compatible")))?;
             }
             "--user" => {
                 let account = user(Zeroizing::new(value()?))?;

@@ -180,7 +180,9 @@ fn run(args: cli::Args) -> io::Result<()> {
         if names.is_empty() { "(none: add --user NAME:PASSWORD)".to_owned() } else { names.join(",") },
         if args.allow_plaintext_auth { "allowed (--allow-plaintext-auth)" } else { "refused (TLS first)" },
     ));
-    log.line(format_args!("{}", tls.summary));
+    for line in &tls.summary {
+        log.line(format_args!("{line}"));
+    }
     if args.allow_plaintext_auth && local.iter().any(|(_, addr)| !addr.ip().is_loopback()) {
         log.line(format_args!(
             "WARNING: --allow-plaintext-auth on a non-loopback address: passwords may cross the network in clear"
