@@ -296,6 +296,14 @@ impl LineClient {
         }
     }
 
+    /// The server's end-entity certificate (DER).
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.conn {
+            Conn::Tls(tls) => tls.conn.peer_certificates()?.first().map(|c| c.as_ref().to_vec()),
+            Conn::Plain(_) => None,
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) {
         match &mut self.conn {
             Conn::Plain(s) => s.write_all(bytes),
@@ -1317,4 +1325,75 @@ fn command_line_tls_options() {
     ] {
         assert!(help.text().contains(option), "--help does not mention {option}");
     }
+}
+
+/// A server certificate for `localhost` named `cn`, issued by a CA made here, written to
+/// `cert`/`key` (each through a temporary file and a rename, as ACME clients do). Returns
+/// the CA's PEM path and the certificate's DER.
+fn write_server_cert(dir: &Path, cn: &str, cert: &Path, key: &Path) -> (PathBuf, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, format!("CA for {cn}"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let server = params.signed_by(&server_key, &issuer).unwrap();
+    let ca_path = dir.join(format!("{cn}-ca.pem"));
+    fs::write(&ca_path, ca.pem()).unwrap();
+    for (path, content) in [(key, server_key.serialize_pem()), (cert, server.pem())] {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
+    (ca_path, server.der().to_vec())
+}
+
+/// A renewed `--cert`/`--key` (written over the old files, as an ACME client does) is
+/// served to new handshakes without a restart, through the library's `CertStore`; a
+/// connection made before the swap goes on with its session.
+#[test]
+fn renewed_certificate_is_served_without_restart() {
+    let dir = std::env::temp_dir().join(format!("postern-renew-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let (first_ca, first_der) = write_server_cert(&dir, "first", &cert, &key);
+    let gw = start("renew", &["--cert", s(&cert), "--key", s(&key)]);
+
+    let mut old = LineClient::connect_tls(gw.pop3s_addr, client_config(&first_ca, None));
+    assert!(old.line().starts_with("+OK POP3 server ready"));
+    assert_eq!(old.peer_certificate().unwrap(), first_der);
+
+    let (second_ca, second_der) = write_server_cert(&dir, "second", &cert, &key);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.log().contains("certificate reloaded from") || !gw.log().contains("CN=second") {
+        assert!(Instant::now() < deadline, "the renewed certificate was not picked up:\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut new = LineClient::connect_tls(gw.pop3s_addr, client_config(&second_ca, None));
+    assert!(new.line().starts_with("+OK POP3 server ready"));
+    assert_eq!(new.peer_certificate().unwrap(), second_der);
+    assert!(new.pop("QUIT").starts_with("+OK"));
+
+    // The connection from before the swap is unaffected.
+    assert_eq!(old.pop("USER alice"), "+OK\r\n");
+    assert_eq!(old.pop("PASS secret"), "+OK Logged in, 0 messages\r\n");
+    assert!(old.pop("QUIT").starts_with("+OK"));
+
+    // A broken pair (a key that is not the certificate's) keeps the current certificate.
+    // (The swap above may have logged one already, between its two renames.)
+    let refused = gw.log().matches("changed but does not load").count();
+    fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.log().matches("changed but does not load").count() == refused {
+        assert!(Instant::now() < deadline, "the broken pair was not noticed:\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut after = LineClient::connect_tls(gw.pop3s_addr, client_config(&second_ca, None));
+    assert!(after.line().starts_with("+OK POP3 server ready"));
+    assert_eq!(after.peer_certificate().unwrap(), second_der);
+    let _ = fs::remove_dir_all(&dir);
 }

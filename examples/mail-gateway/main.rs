@@ -64,6 +64,8 @@ use crate::users::Users;
 const MAX_CONNECTIONS: usize = 256;
 /// How long an accept loop sleeps when no connection is waiting.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// How often `--cert`/`--key` are looked at for a renewed certificate.
+const CERT_POLL: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
@@ -109,7 +111,7 @@ fn run(args: cli::Args) -> io::Result<()> {
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
-    let tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
+    let mut tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
     let bind = |addr: SocketAddr| {
         TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
@@ -190,6 +192,30 @@ fn run(args: cli::Args) -> io::Result<()> {
     }
     print_try_it(&local, tls.generated_ca.as_deref(), &args);
 
+    // A renewed certificate is picked up without a restart.
+    let reloader = match tls.reload.take() {
+        Some(mut reload) => {
+            let shutdown = Arc::clone(&shutdown);
+            let spawned = thread::Builder::new().name("cert-reload".into()).spawn(move || {
+                let mut last = Instant::now();
+                while !shutdown.is_requested() {
+                    thread::sleep(ACCEPT_POLL);
+                    if last.elapsed() >= CERT_POLL {
+                        last = Instant::now();
+                        if let Some(line) = reload.check(std::time::SystemTime::now()) {
+                            Log::server().line(format_args!("{line}"));
+                        }
+                    }
+                }
+            });
+            Some(
+                spawned
+                    .map_err(|e| io::Error::other(format!("cannot start the certificate reloader: {e}")))?,
+            )
+        }
+        None => None,
+    };
+
     // Connection ids are unique across all listeners, so `grep conn=42` is one session.
     let ids = Arc::new(AtomicU64::new(1));
     let mut loops = Vec::new();
@@ -253,6 +279,11 @@ fn run(args: cli::Args) -> io::Result<()> {
         if handle.join().is_err() {
             log.line(format_args!("the {name} listener panicked"));
         }
+    }
+    if let Some(handle) = reloader
+        && handle.join().is_err()
+    {
+        log.line(format_args!("the certificate reloader panicked"));
     }
     log.line(format_args!("shut down cleanly"));
     Ok(())

@@ -7,7 +7,9 @@
 //!   start; the CA's certificate is written next to the Maildir
 //!   (`<maildir>/../postern-ca.pem`) for clients to trust, its key only ever lives in
 //!   memory. Either way the certificate sits in a [`CertStore`], the resolver whose
-//!   certificates can be replaced at run time;
+//!   certificates can be replaced at run time: [`Reload`] watches `--cert`/`--key` and
+//!   swaps in a renewed certificate (an ACME client's renewal) for new handshakes, while
+//!   running connections go on with the old one;
 //! - the profile (`--tls-profile`, [`Profile`]): `modern` is TLS 1.3 only; `compatible` adds
 //!   TLS 1.2 with ECDHE key exchange and AEAD suites only, and the extended master secret
 //!   required (the policy's defaults);
@@ -62,6 +64,8 @@ pub(crate) struct Tls {
     pub(crate) generated_ca: Option<PathBuf>,
     /// Lines for the startup log: the policy, the certificate, and notes about it.
     pub(crate) summary: Vec<String>,
+    /// Watches `--cert`/`--key` for a renewed certificate (`None` for a generated one).
+    pub(crate) reload: Option<Reload>,
 }
 
 /// Builds the configurations. `maildir` is the Maildir root (the generated CA goes
@@ -101,6 +105,10 @@ pub(crate) fn setup(options: &Options, maildir: &Path, hostname: &str) -> io::Re
     // The resolver every handshake asks; `CertStore::replace_default` swaps the
     // certificate for new handshakes without touching running connections.
     let store = Arc::new(CertStore::with_default(cert));
+    let reload = match (&options.cert, &options.key) {
+        (Some(cert), Some(key)) => Some(Reload::new(Arc::clone(&store), cert.clone(), key.clone())),
+        _ => None,
+    };
 
     let roots = match &options.client_ca {
         None => None,
@@ -141,7 +149,67 @@ pub(crate) fn setup(options: &Options, maildir: &Path, hostname: &str) -> io::Re
     for weakness in &explained.weaknesses {
         summary.push(format!("TLS policy note: {weakness}"));
     }
-    Ok(Tls { clients, mx, generated_ca, summary })
+    Ok(Tls { clients, mx, generated_ca, summary, reload })
+}
+
+/// Reloads `--cert`/`--key` when they change on disk: the new certificate goes into the
+/// [`CertStore`] with `replace_default`, so new handshakes get it and connections already
+/// running keep theirs. A pair that does not load (an ACME client halfway through writing
+/// the two files, a wrong key) leaves the current certificate in place; the next change
+/// is tried again.
+#[derive(Debug)]
+pub(crate) struct Reload {
+    store: Arc<CertStore>,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Modification time and length of both files when last looked at.
+    seen: Option<[(SystemTime, u64); 2]>,
+}
+
+impl Reload {
+    fn new(store: Arc<CertStore>, cert: PathBuf, key: PathBuf) -> Self {
+        let mut reload = Self { store, cert, key, seen: None };
+        reload.seen = reload.stamp();
+        reload
+    }
+
+    fn stamp(&self) -> Option<[(SystemTime, u64); 2]> {
+        let one = |path: &Path| {
+            fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        };
+        Some([one(&self.cert)?, one(&self.key)?])
+    }
+
+    /// Looks at the files; if they changed since the last look, loads them and swaps the
+    /// certificate in. Returns what happened, for the log (`None`: nothing changed).
+    pub(crate) fn check(&mut self, now: SystemTime) -> Option<String> {
+        let stamp = self.stamp();
+        if stamp.is_none() || stamp == self.seen {
+            return None;
+        }
+        self.seen = stamp;
+        let loaded = fs::read(&self.cert)
+            .and_then(|chain| Ok((chain, fs::read(&self.key)?)))
+            .map_err(|e| e.to_string())
+            .and_then(|(chain, key)| load_certified_key(&chain, &key, now).map_err(|e| e.to_string()));
+        Some(match loaded {
+            Ok(cert) => {
+                let line = format!(
+                    "certificate reloaded from {}: {}, valid until {}; new handshakes use it",
+                    self.cert.display(),
+                    cert.subject,
+                    crate::log::utc(cert.not_after)
+                );
+                self.store.replace_default(cert);
+                line
+            }
+            Err(e) => format!(
+                "certificate in {} / {} changed but does not load, keeping the current one: {e}",
+                self.cert.display(),
+                self.key.display()
+            ),
+        })
+    }
 }
 
 /// `<maildir>/../postern-ca.pem` (the Maildir root's parent directory).
