@@ -84,13 +84,15 @@ LISTENERS:
                                [default: 127.0.0.1:1995]
 
 TLS:
-    --cert PEM --key PEM       the server certificate chain and its private key. Without
+    --cert PEM --key PEM       the server certificate chain and its private key, reloaded
+                               when the files change (a renewal needs no restart). Without
                                them a demo CA and a certificate for localhost, 127.0.0.1,
                                ::1 and --hostname are generated at start; the CA
                                certificate is written to DIR/../postern-ca.pem for
                                clients to trust (curl --cacert, swaks --tls-ca-path)
     --tls-profile PROFILE      modern: TLS 1.3 only; compatible: also TLS 1.2 with ECDHE
-                               and AEAD suites only [default: modern]
+                               and AEAD suites only, extended master secret required
+                               [default: modern]
     --client-ca PEM            mutual TLS: a client certificate issued by this CA is
                                required on submission, smtps, pop3 (STLS) and pop3s, and
                                verified if presented on --smtp; its subject is logged
