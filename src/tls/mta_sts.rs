@@ -599,7 +599,8 @@ pub enum DuplicateFields {
 /// assert_eq!(policy.mode(), Mode::Enforce);
 /// assert_eq!(policy.max_age(), Duration::from_secs(604_800));
 /// assert!(policy.matches_mx("mx1.example.net"));
-/// assert!(!policy.matches_mx("mail.example.net"));
+/// assert!(!policy.matches_mx("example.net"));
+/// assert!(!policy.matches_mx("mx.mail.example.com"));
 ///
 /// let err = Policy::parse("version: STSv1\nmode: strict\nmx: a.example\nmax_age: 1\n").unwrap_err();
 /// assert!(matches!(err, PolicyError::InvalidMode { line: 2, .. }));
@@ -1145,10 +1146,9 @@ impl PolicyCache {
     /// cached one until it expires.
     pub fn insert(&mut self, domain: &str, policy: CachedPolicy) -> bool {
         let Some(key) = normalize_domain(domain) else { return false };
-        if let Some(index) = self.lru.find(&key) {
-            if self.lru.value(index).is_some_and(|old| old.fetched_at > policy.fetched_at) {
-                return false;
-            }
+        let newer = self.lru.find(&key).and_then(|index| self.lru.value(index));
+        if newer.is_some_and(|old| old.fetched_at > policy.fetched_at) {
+            return false;
         }
         self.lru.insert(key, policy);
         true
