@@ -492,7 +492,9 @@ pub enum PolicyError {
     },
     /// The text before `:` is not a field name: a letter or digit, then up to 31
     /// letters, digits, `_`, `-` or `.`, with nothing before it and no space before `:`.
-    #[error("line {line}: invalid field name (a letter or digit, then up to 31 letters, digits, `_`, `-` or `.`, directly followed by `:`)")]
+    #[error(
+        "line {line}: invalid field name (a letter or digit, then up to 31 letters, digits, `_`, `-` or `.`, directly followed by `:`)"
+    )]
     InvalidKey {
         /// The line number.
         line: usize,
@@ -706,7 +708,8 @@ impl Policy {
                 "max_age" => match max_age {
                     Some((_, first)) => reject_duplicate(first, "max_age")?,
                     None => {
-                        if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                        if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit())
+                        {
                             return Err(PolicyError::InvalidMaxAge { line });
                         }
                         let seconds: u64 = value.parse().map_err(|_| PolicyError::InvalidMaxAge { line })?;
@@ -718,7 +721,8 @@ impl Policy {
                     }
                 },
                 "mx" => {
-                    let pattern = MxPattern::parse(value).map_err(|source| PolicyError::InvalidMx { line, source })?;
+                    let pattern =
+                        MxPattern::parse(value).map_err(|source| PolicyError::InvalidMx { line, source })?;
                     if mx.len() == MAX_MX_PATTERNS {
                         return Err(PolicyError::TooManyMx { line });
                     }
@@ -1288,8 +1292,10 @@ mod tests {
     }
 
     fn policy(mode: &str) -> Policy {
-        Policy::parse(format!("version: STSv1\nmode: {mode}\nmx: *.mail.example.com\nmx: mx.example.com\nmax_age: 86400\n"))
-            .unwrap()
+        Policy::parse(format!(
+            "version: STSv1\nmode: {mode}\nmx: *.mail.example.com\nmx: mx.example.com\nmax_age: 86400\n"
+        ))
+        .unwrap()
     }
 
     // ----- TXT record ------------------------------------------------------------------
@@ -1378,7 +1384,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored_and_empty_lines_skipped() {
-        let body = "version: STSv1\n\nx-note: caf\u{e9} = ok; see  https://example.com/\nmode: none\nmax_age: 0\n\n";
+        let body =
+            "version: STSv1\n\nx-note: caf\u{e9} = ok; see  https://example.com/\nmode: none\nmax_age: 0\n\n";
         let policy = Policy::parse(body).unwrap();
         assert_eq!(policy.mode(), Mode::None);
         assert!(policy.mx().is_empty()); // mx may be absent in mode none
@@ -1402,7 +1409,10 @@ mod tests {
             (format!("{head}\t\nmx: a\n"), E::MissingColon { line: 3 }),
             ("version: STSv2\n".to_owned(), E::UnsupportedVersion { line: 1, found: "STSv2".into() }),
             ("version: stsv1\n".to_owned(), E::UnsupportedVersion { line: 1, found: "stsv1".into() }),
-            ("version: STSv1\nmode: Enforce\n".to_owned(), E::InvalidMode { line: 2, found: "Enforce".into() }),
+            (
+                "version: STSv1\nmode: Enforce\n".to_owned(),
+                E::InvalidMode { line: 2, found: "Enforce".into() },
+            ),
             ("version: STSv1\nmode: report\n".to_owned(), E::InvalidMode { line: 2, found: "report".into() }),
             (format!("{head}max_age: -1\n"), E::InvalidMaxAge { line: 3 }),
             (format!("{head}max_age: 1.5\n"), E::InvalidMaxAge { line: 3 }),
@@ -1410,14 +1420,26 @@ mod tests {
             (format!("{head}max_age: 12345678901\n"), E::InvalidMaxAge { line: 3 }),
             (format!("{head}max_age: 31557601\n"), E::MaxAgeTooLarge { line: 3, value: 31_557_601 }),
             (format!("{head}max_age: 9999999999\n"), E::MaxAgeTooLarge { line: 3, value: 9_999_999_999 }),
-            (format!("{head}mx: *.*.example.com\n"), E::InvalidMx { line: 3, source: MxPatternError::MisplacedWildcard }),
-            (format!("{head}mx: mail.example.com.\n"), E::InvalidMx { line: 3, source: MxPatternError::EmptyLabel }),
+            (
+                format!("{head}mx: *.*.example.com\n"),
+                E::InvalidMx { line: 3, source: MxPatternError::MisplacedWildcard },
+            ),
+            (
+                format!("{head}mx: mail.example.com.\n"),
+                E::InvalidMx { line: 3, source: MxPatternError::EmptyLabel },
+            ),
             (format!("{head}mx:\n"), E::InvalidMx { line: 3, source: MxPatternError::Empty }),
             (format!("{head}x-ext:\n"), E::InvalidExtensionValue { line: 3 }),
             (format!("{head}x-ext: a\tb\n"), E::InvalidExtensionValue { line: 3 }),
             (format!("{head}version: STSv1\n"), E::Duplicate { line: 3, first: 1, field: "version" }),
-            (format!("{head}mx: a.example\nmode: enforce\n"), E::Duplicate { line: 4, first: 2, field: "mode" }),
-            (format!("{head}max_age: 1\r\n\r\nmax_age: 2\r\n"), E::Duplicate { line: 5, first: 3, field: "max_age" }),
+            (
+                format!("{head}mx: a.example\nmode: enforce\n"),
+                E::Duplicate { line: 4, first: 2, field: "mode" },
+            ),
+            (
+                format!("{head}max_age: 1\r\n\r\nmax_age: 2\r\n"),
+                E::Duplicate { line: 5, first: 3, field: "max_age" },
+            ),
             ("mode: enforce\nmx: a.example\nmax_age: 1\n".to_owned(), E::Missing { field: "version" }),
             ("version: STSv1\nmx: a.example\nmax_age: 1\n".to_owned(), E::Missing { field: "mode" }),
             (format!("{head}mx: a.example\n"), E::Missing { field: "max_age" }),
@@ -1429,17 +1451,18 @@ mod tests {
         for (body, err) in cases {
             assert_eq!(Policy::parse(&body), Err(err), "{body:?}");
         }
-        assert_eq!(
-            Policy::parse(b"version: STSv1\nmode: \xffenforce\n"),
-            Err(E::InvalidUtf8 { line: 2 })
-        );
+        assert_eq!(Policy::parse(b"version: STSv1\nmode: \xffenforce\n"), Err(E::InvalidUtf8 { line: 2 }));
         let err = Policy::parse(format!("{head}max_age: 31557601\n")).unwrap_err();
-        assert_eq!(err.to_string(), "line 3: max_age 31557601 is over the maximum of 31557600 seconds (one year)");
+        assert_eq!(
+            err.to_string(),
+            "line 3: max_age 31557601 is over the maximum of 31557600 seconds (one year)"
+        );
     }
 
     #[test]
     fn max_age_bounds() {
-        for (value, expected) in [("0", Some(0)), ("31557600", Some(31_557_600)), ("0000000060", Some(60)), ("31557601", None)]
+        for (value, expected) in
+            [("0", Some(0)), ("31557600", Some(31_557_600)), ("0000000060", Some(60)), ("31557601", None)]
         {
             let body = format!("version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: {value}\n");
             assert_eq!(Policy::parse(body).ok().map(|p| p.max_age().as_secs()), expected, "{value}");
@@ -1462,12 +1485,16 @@ mod tests {
 
     #[test]
     fn duplicates_keep_first_when_asked() {
-        let body = "version: STSv1\nmax_age: 100\nmode: testing\nmx: mx.example\nmax_age: garbage\nversion: STSv9\n";
+        let body =
+            "version: STSv1\nmax_age: 100\nmode: testing\nmx: mx.example\nmax_age: garbage\nversion: STSv9\n";
         let policy = Policy::parse_with(body, DuplicateFields::KeepFirst).unwrap();
         assert_eq!((policy.mode(), policy.max_age().as_secs()), (Mode::Testing, 100));
         // A repeat must still be a `key: value` line.
         let body = "version: STSv1\nmode: testing\nmode\nmx: mx.example\nmax_age: 1\n";
-        assert_eq!(Policy::parse_with(body, DuplicateFields::KeepFirst), Err(PolicyError::MissingColon { line: 3 }));
+        assert_eq!(
+            Policy::parse_with(body, DuplicateFields::KeepFirst),
+            Err(PolicyError::MissingColon { line: 3 })
+        );
         // mx repeats by design.
         assert_eq!(Policy::parse(RFC_EXAMPLE).unwrap().mx().len(), 3);
     }
@@ -1542,7 +1569,9 @@ mod tests {
         for mode in ["enforce", "testing", "none"] {
             let cached = CachedPolicy::new("1", policy(mode), t0);
             for (outcome, failure) in outcomes {
-                for (host, listed) in [("mx1.mail.example.com", true), ("MX.EXAMPLE.COM.", true), ("evil.example", false)] {
+                for (host, listed) in
+                    [("mx1.mail.example.com", true), ("MX.EXAMPLE.COM.", true), ("evil.example", false)]
+                {
                     let failure = if listed { failure } else { Some(Failure::MxNotListed) };
                     let expected = match (mode, failure) {
                         ("none", _) | (_, None) => Verdict::Deliver,
@@ -1566,7 +1595,10 @@ mod tests {
         let host = "mx.example.com";
         let last_valid = t0 + Duration::from_secs(86_400);
         assert_eq!(cached.expires_at(), Some(last_valid));
-        assert!(matches!(decide(Some(&cached), last_valid, host, TlsOutcome::NoStartTls), Verdict::Refuse(_)));
+        assert!(matches!(
+            decide(Some(&cached), last_valid, host, TlsOutcome::NoStartTls),
+            Verdict::Refuse(_)
+        ));
         let expired = last_valid + Duration::from_nanos(1);
         assert_eq!(decide(Some(&cached), expired, host, TlsOutcome::NoStartTls), Verdict::Deliver);
         // A clock that went backwards is not expiry.

@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use super::mta_sts::{
-    is_ext_name, is_txt_ext_value, select_one, txt_fields, CachedPolicy, Failure, Policy, TxtSyntax,
+    CachedPolicy, Failure, Policy, TxtSyntax, is_ext_name, is_txt_ext_value, select_one, txt_fields,
 };
 
 /// The longest text kept for a host name, HELO name, reason code or URI in a failure
@@ -640,7 +640,13 @@ impl Aggregator {
     /// `max_failure_details` distinct failure details.
     #[must_use]
     pub fn new(max_policies: usize, max_failure_details: usize) -> Self {
-        Self { tallies: BTreeMap::new(), details: 0, max_policies, max_failure_details, overflow: Overflow::default() }
+        Self {
+            tallies: BTreeMap::new(),
+            details: 0,
+            max_policies,
+            max_failure_details,
+            overflow: Overflow::default(),
+        }
     }
 
     /// Counts a session that met `policy` (for `no-policy-found`: one that completed).
@@ -900,7 +906,8 @@ pub fn report_filename(
     let seconds = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).map_err(|_| ReportError::TimeOutOfRange)
     };
-    let mut name = format!("{}!{}!{}!{}", normalize(sender), normalize(policy_domain), seconds(start)?, seconds(end)?);
+    let mut name =
+        format!("{}!{}!{}!{}", normalize(sender), normalize(policy_domain), seconds(start)?, seconds(end)?);
     if let Some(id) = unique_id {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ReportError::InvalidUniqueId);
@@ -987,17 +994,23 @@ mod tests {
     fn txt_record_grammar() {
         let ok: [(&str, &[&str]); 7] = [
             ("v=TLSRPTv1; rua=mailto:reports@example.com", &["mailto:reports@example.com"]),
-            ("v=TLSRPTv1;rua=https://reporting.example.com/v1/tlsrpt;", &["https://reporting.example.com/v1/tlsrpt"]),
+            (
+                "v=TLSRPTv1;rua=https://reporting.example.com/v1/tlsrpt;",
+                &["https://reporting.example.com/v1/tlsrpt"],
+            ),
             (
                 "v=TLSRPTv1; rua=mailto:a@example.com,https://r.example/x?y=1 ;",
                 &["mailto:a@example.com", "https://r.example/x?y=1"],
             ),
-            ("v=TLSRPTv1; rua=mailto:a@example.com \t, \tmailto:b%2Cc@example.com", &[
-                "mailto:a@example.com",
-                "mailto:b%2Cc@example.com",
-            ]),
+            (
+                "v=TLSRPTv1; rua=mailto:a@example.com \t, \tmailto:b%2Cc@example.com",
+                &["mailto:a@example.com", "mailto:b%2Cc@example.com"],
+            ),
             ("v=TLSRPTv1 ; ext=1; rua=MAILTO:x@y.example", &["MAILTO:x@y.example"]),
-            ("v=TLSRPTv1; rua=mailto:tls@example.com?subject=TLS%20report", &["mailto:tls@example.com?subject=TLS%20report"]),
+            (
+                "v=TLSRPTv1; rua=mailto:tls@example.com?subject=TLS%20report",
+                &["mailto:tls@example.com?subject=TLS%20report"],
+            ),
             ("v=TLSRPTv1; rua=urn:example:foo", &["urn:example:foo"]),
         ];
         for (text, uris) in ok {
@@ -1005,7 +1018,9 @@ mod tests {
             let got: Vec<&str> = record.rua().iter().map(ReportUri::as_str).collect();
             assert_eq!(got, uris, "{text}");
         }
-        let record = TlsRptRecord::parse("v=TLSRPTv1; rua=mailto:a@x.example?s=1,https://h.example,ftp://f.example").unwrap();
+        let record =
+            TlsRptRecord::parse("v=TLSRPTv1; rua=mailto:a@x.example?s=1,https://h.example,ftp://f.example")
+                .unwrap();
         assert!(matches!(record.rua(), [ReportUri::Mailto(_), ReportUri::Https(_), ReportUri::Other(_)]));
         assert_eq!(record.rua()[0].mailto_address(), Some("a@x.example"));
         assert_eq!(record.rua()[1].mailto_address(), None);
@@ -1058,7 +1073,10 @@ mod tests {
         assert_eq!(rfc3339(t(253_402_300_799)).unwrap(), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339(t(1_700_000_000) + Duration::from_millis(999)).unwrap(), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(t(253_402_300_800)), Err(ReportError::TimeOutOfRange));
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), Err(ReportError::TimeOutOfRange));
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(1)),
+            Err(ReportError::TimeOutOfRange)
+        );
         // Every day boundary over 400 years agrees with a naive day-by-day walk.
         let (mut year, mut month, mut day) = (1970u64, 1u64, 1u64);
         for days in 0..146_097u64 {
@@ -1091,7 +1109,8 @@ mod tests {
 
     #[test]
     fn aggregator_counts_and_caps() {
-        let policy = Policy::parse("version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n").unwrap();
+        let policy =
+            Policy::parse("version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n").unwrap();
         let sts = AppliedPolicy::sts("Example.COM.", &policy);
         let none = AppliedPolicy::no_policy_found("other.example");
         let mut agg = Aggregator::new(2, 2);
