@@ -57,11 +57,12 @@ impl Internet {
 }
 
 /// What a sending MTA does before each delivery to `domain` (RFC 8461 §3, §5.1): look up
-/// the TXT record; fetch the policy only when the cached one is missing, expired or has
-/// another id; keep the cached one when the fetch fails or the record is gone.
+/// the TXT record; fetch the policy only when the cached one is missing, expired, has
+/// another id or is a day old; keep the cached one when the fetch fails or the record is
+/// gone.
 fn refresh(net: &mut Internet, cache: &mut PolicyCache, domain: &str, now: SystemTime) {
     let Ok(record) = StsRecord::select(net.txt(&format!("_mta-sts.{domain}"))) else { return };
-    if cache.is_current(domain, record.id(), now) {
+    if !cache.should_fetch(domain, record.id(), now, Duration::from_secs(DAY)) {
         return;
     }
     let Some(body) = net.fetch(domain) else { return };

@@ -1142,6 +1142,40 @@ impl PolicyCache {
             .is_some_and(|cached| cached.id == id && !cached.is_expired(now))
     }
 
+    /// Whether to fetch `domain`'s policy now: [`is_current`](Self::is_current) is false
+    /// (nothing cached, expired, or the TXT id changed), or the cached copy was fetched
+    /// `refresh_after` or longer ago.
+    ///
+    /// Refetching an unchanged policy before it expires, and storing it again, restarts
+    /// its `max_age`, so a busy domain's policy is not lost to one fetch that happens to
+    /// fail (or be blocked) at the moment it expires. A day is a sensible `refresh_after`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use postern::tls::mta_sts::{CachedPolicy, Policy, PolicyCache};
+    ///
+    /// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let day = Duration::from_secs(86_400);
+    /// let policy = Policy::parse("version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 604800\n").unwrap();
+    /// let mut cache = PolicyCache::new(10);
+    /// assert!(cache.should_fetch("example.com", "1", t0, day));
+    /// cache.insert("example.com", CachedPolicy::new("1", policy, t0));
+    /// assert!(!cache.should_fetch("example.com", "1", t0 + day / 2, day));
+    /// assert!(cache.should_fetch("example.com", "2", t0 + day / 2, day)); // new id
+    /// assert!(cache.should_fetch("example.com", "1", t0 + day, day)); // time to refresh
+    /// ```
+    #[must_use]
+    pub fn should_fetch(&self, domain: &str, id: &str, now: SystemTime, refresh_after: Duration) -> bool {
+        let cached =
+            normalize_domain(domain).and_then(|key| self.lru.find(&key)).and_then(|i| self.lru.value(i));
+        match cached {
+            Some(cached) if cached.id == id && !cached.is_expired(now) => {
+                now.duration_since(cached.fetched_at).is_ok_and(|age| age >= refresh_after)
+            }
+            _ => true,
+        }
+    }
+
     /// Stores a freshly fetched policy for `domain`, replacing the one there unless that
     /// one was fetched later (the newest wins). When a new domain does not fit, the least
     /// recently used one is evicted. Returns whether `policy` was stored.
@@ -1671,6 +1705,18 @@ mod tests {
         assert!(cache.insert("x.example", CachedPolicy::new("1", policy("enforce"), t0)));
         assert_eq!(cache.remove("X.example.").map(|c| c.id().to_owned()).as_deref(), Some("1"));
         assert_eq!(PolicyCache::new(0).capacity(), 1);
+
+        // A daily refresh of an unchanged policy restarts its max_age.
+        let day = Duration::from_secs(86_400);
+        let mut cache = PolicyCache::new(1);
+        cache.insert("example.com", CachedPolicy::new("1", policy("enforce"), t0));
+        assert!(!cache.should_fetch("example.com", "1", t0 + day / 2, day));
+        assert!(cache.should_fetch("example.com", "1", t0 + day, day));
+        assert!(cache.insert("example.com", CachedPolicy::new("1", policy("enforce"), t0 + day)));
+        assert!(cache.get("example.com", t0 + day + day / 2).is_some());
+        assert!(cache.should_fetch("example.com", "1", t0 + day * 3, day)); // expired
+        assert!(cache.should_fetch("other.example", "1", t0, day));
+        assert!(!cache.should_fetch("example.com", "1", t0, day)); // a clock that went back
     }
 
     #[test]
