@@ -22,3 +22,8 @@ mod starttls;
 
 pub use starttls::{ChannelError, TlsChannel, tls_info};
 // --- end STARTTLS glue ---
+
+// --- MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) ---
+pub mod mta_sts;
+pub mod tlsrpt;
+// --- end MTA-STS ---
