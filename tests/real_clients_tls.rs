@@ -30,7 +30,8 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -135,9 +136,9 @@ fn message_file(gw: &Gateway, name: &str, msg: &[u8], for_swaks: bool) -> String
     path.display().to_string()
 }
 
-/// `openssl s_client ARGS`, typing `lines` one at a time (half a second apart, so an
-/// SMTP server that forbids unauthenticated pipelining sees no pipelining), then waiting
-/// for the server to close (`-ign_eof`).
+/// `openssl s_client ARGS`, typing `lines` one at a time once the handshake is done, each
+/// after the answer to the one before (so an SMTP server that forbids unauthenticated
+/// pipelining sees none), then waiting for the server to close (`-ign_eof`).
 fn s_client(args: &[&str], lines: &[&str]) -> Output {
     let mut child = Command::new("openssl")
         .arg("s_client")
@@ -148,30 +149,45 @@ fn s_client(args: &[&str], lines: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run openssl s_client");
+    let collect = |mut pipe: Box<dyn io::Read + Send>| {
+        let (buf, done) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (b, d) = (Arc::clone(&buf), Arc::clone(&done));
+        let handle = thread::spawn(move || {
+            let mut chunk = [0_u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                b.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+            d.store(true, Ordering::SeqCst);
+        });
+        (buf, done, handle)
+    };
+    let (out, out_done, out_reader) = collect(Box::new(child.stdout.take().unwrap()));
+    let (err, err_done, err_reader) = collect(Box::new(child.stderr.take().unwrap()));
     let mut stdin = child.stdin.take().unwrap();
     let lines: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let (seen_out, seen_err) = (Arc::clone(&out), Arc::clone(&err));
     let typist = thread::spawn(move || {
-        // The STARTTLS exchange and the handshake come first.
-        thread::sleep(Duration::from_millis(700));
+        // Waits (at most 10 s) for `ready`, or for s_client to have ended.
+        let wait = |ready: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ready() && !out_done.load(Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait(&|| {
+            let err = seen_err.lock().unwrap();
+            err.windows(22).any(|w| w == b"CONNECTION ESTABLISHED") || err_done.load(Ordering::SeqCst)
+        });
         for line in lines {
+            let before = seen_out.lock().unwrap().len();
             if stdin.write_all(line.as_bytes()).is_err() {
                 return;
             }
-            thread::sleep(Duration::from_millis(500));
+            wait(&|| seen_out.lock().unwrap().len() > before);
+            // A multi-line answer may come in more than one piece.
+            thread::sleep(Duration::from_millis(200));
         }
         // Dropping stdin: EOF, which -ign_eof ignores.
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
     });
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     let status = loop {
@@ -185,8 +201,9 @@ fn s_client(args: &[&str], lines: &[&str]) -> Output {
         }
         thread::sleep(Duration::from_millis(20));
     };
-    let _ = typist.join();
-    Output { status, stdout: reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+    let _ = (typist.join(), out_reader.join(), err_reader.join());
+    let (stdout, stderr) = (out.lock().unwrap().clone(), err.lock().unwrap().clone());
+    Output { status, stdout, stderr }
 }
 
 fn python(script: &str, args: &[&str], stdin: &[u8]) -> Output {
