@@ -264,3 +264,19 @@ fn corrupted_ciphertext_is_an_error_not_a_panic() {
     fresh.poll_transmit(&mut alert);
     assert!(!alert.is_empty(), "an alert is sent");
 }
+
+#[test]
+fn large_sends_are_accepted_whole() {
+    let pki = pki();
+    let mut server = TlsChannel::server(pki.server.clone()).unwrap();
+    let mut client = TlsChannel::client(pki.client.clone(), "mx.example.test").unwrap();
+    handshake(&mut server, &mut client);
+    // A POP3 RETR chunk with dot-stuffing can exceed rustls's default 64 KiB buffer.
+    let big = vec![b'x'; 1024 * 1024];
+    server.send(&big).unwrap();
+    let mut wire = Vec::new();
+    server.poll_transmit(&mut wire);
+    let mut plain = Vec::new();
+    client.receive(&wire, &mut plain).unwrap();
+    assert_eq!(plain.len(), big.len());
+}

@@ -90,7 +90,15 @@ impl TlsChannel {
     /// A server side, for implicit TLS or right after the `220`/`+OK` answering
     /// STARTTLS/STLS has been written out.
     pub fn server(config: Arc<ServerConfig>) -> Result<Self, ChannelError> {
-        Ok(Self { conn: Connection::Server(ServerConnection::new(config)?), reported: false })
+        Ok(Self::wrap(Connection::Server(ServerConnection::new(config)?)))
+    }
+
+    fn wrap(mut conn: Connection) -> Self {
+        // The application decides how much it hands over between two `poll_transmit`
+        // calls (a session's output is bounded by its own limits), so rustls must not
+        // refuse part of a `send`.
+        conn.set_buffer_limit(None);
+        Self { conn, reported: false }
     }
 
     /// A client side (outbound delivery), connecting to `server_name`.
@@ -98,7 +106,7 @@ impl TlsChannel {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
             ChannelError::Tls(rustls::Error::General(format!("invalid server name {server_name:?}")))
         })?;
-        Ok(Self { conn: Connection::Client(ClientConnection::new(config, name)?), reported: false })
+        Ok(Self::wrap(Connection::Client(ClientConnection::new(config, name)?)))
     }
 
     /// The rustls connection, for anything this type does not expose.
@@ -146,7 +154,8 @@ impl TlsChannel {
     }
 
     /// Encrypts `plaintext` (the session's output) for sending. Before the handshake has
-    /// completed, rustls holds it until it can be sent.
+    /// completed, rustls holds it until it can be sent. Any amount is accepted; the
+    /// ciphertext waits in the channel until [`poll_transmit`](Self::poll_transmit).
     pub fn send(&mut self, plaintext: &[u8]) -> Result<(), ChannelError> {
         self.conn.writer().write_all(plaintext).map_err(ChannelError::Buffer)
     }
