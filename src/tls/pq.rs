@@ -197,7 +197,10 @@ impl ActiveKeyExchange for ClientKeyExchange {
     }
 
     /// The server chose plain X25519: complete only the classical half.
-    fn complete_hybrid_component(self: Box<Self>, peer_pub_key: &[u8]) -> Result<SharedSecret, rustls::Error> {
+    fn complete_hybrid_component(
+        self: Box<Self>,
+        peer_pub_key: &[u8],
+    ) -> Result<SharedSecret, rustls::Error> {
         let secret = x25519_agree(self.x25519, peer_pub_key)?;
         Ok(SharedSecret::from(&secret[..]))
     }
@@ -382,7 +385,7 @@ mod tests {
     use ring::rand::SystemRandom;
 
     fn hex(s: &str) -> Vec<u8> {
-        assert!(s.len() % 2 == 0, "odd hex length");
+        assert!(s.len().is_multiple_of(2), "odd hex length");
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
@@ -576,7 +579,7 @@ mod tests {
     /// coefficients in three bytes, FIPS 203 ByteEncode12).
     fn set_coefficient(ek: &mut [u8], index: usize, value: u16) {
         let at = index / 2 * 3;
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             ek[at] = value as u8;
             ek[at + 1] = (ek[at + 1] & 0xf0) | (value >> 8) as u8;
         } else {
