@@ -33,10 +33,20 @@
 //! a rustls server answers it with an `illegal_parameter` alert. Nothing here panics
 //! on peer input.
 //!
-//! Secrets are wiped: the ML-KEM decapsulation key zeroizes itself on drop (`ml-kem`'s
-//! `zeroize` feature), the intermediate secrets live in [`zeroize::Zeroizing`] buffers,
-//! the combined secret is handed to rustls's `SharedSecret`, which zeroizes it, and the
-//! X25519 private key is ring's single-use `EphemeralPrivateKey`.
+//! Secrets are wiped where postern holds them: the ML-KEM decapsulation key zeroizes
+//! itself on drop (`ml-kem`'s `zeroize` feature), seeds and intermediate secrets live in
+//! [`zeroize::Zeroizing`] buffers, and the combined secret is handed (without a copy) to
+//! rustls's `SharedSecret`, which zeroizes it. The X25519 private key is ring's single-use
+//! `EphemeralPrivateKey`, which ring drops without zeroizing, exactly as with rustls's
+//! own ring X25519 group.
+//!
+//! # Cost
+//!
+//! Measured with `benches/tls_pq.rs` (release, 2-vCPU Zen 5): over plain X25519, the
+//! pure-Rust ML-KEM-768 adds about 55 µs to a server's handshake (encapsulation) and about
+//! 130 µs to a client's (key generation, then decapsulation); a whole in-memory TLS 1.3
+//! handshake on the ring provider goes from ~110 µs to ~300 µs. rustls's aws-lc-rs group
+//! (AVX2 assembly) is about 3x faster per ML-KEM operation.
 
 use rustls::crypto::{
     ActiveKeyExchange, CompletedKeyExchange, GetRandomFailed, SharedSecret, SupportedKxGroup,
@@ -54,10 +64,13 @@ use zeroize::Zeroizing;
 ///
 /// # When to use it
 ///
-/// Offer it first whenever TLS 1.3 is on: a session recorded today cannot be decrypted
-/// later by a quantum computer, and the X25519 half keeps today's security if ML-KEM
-/// turns out weaker than believed. It costs a ~1.2 KB larger ClientHello and a ~1.1 KB
-/// larger ServerHello, and a few tens of microseconds more CPU per handshake.
+/// Offer it first whenever TLS 1.3 is on: traffic recorded today stays confidential
+/// against a future quantum computer ("harvest now, decrypt later"), and the X25519 half
+/// keeps today's security should ML-KEM turn out weaker than believed. It costs a ClientHello
+/// ~1.2 KB and a ServerHello ~1.1 KB larger, and CPU: measured with `benches/tls_pq.rs`
+/// (release, 2-vCPU Zen 5), the pure-Rust ML-KEM-768 adds about 55 µs to a server's
+/// handshake and 130 µs to a client's over X25519 alone; a whole in-memory TLS 1.3
+/// handshake goes from ~110 µs to ~300 µs.
 ///
 /// - **Prefer PQ** (postern's `Modern` profile): list this group first and X25519 next,
 ///   `[X25519MLKEM768, X25519, ...]`. A rustls client then sends both key shares in one
@@ -69,6 +82,15 @@ use zeroize::Zeroizing;
 ///
 /// The group is TLS 1.3 only ([`SupportedKxGroup::usable_for_version`]) and is not
 /// FIPS-validated ([`SupportedKxGroup::fips`] is `false`).
+///
+/// # Checks
+///
+/// Key shares of the wrong length, a client encapsulation key that fails the FIPS 203
+/// §7.2 modulus check, and an X25519 exchange with an all-zero result (a low-order
+/// point) are refused with `PeerMisbehaved::InvalidKeyShare`, which a rustls server
+/// answers with an `illegal_parameter` alert. A corrupted ML-KEM ciphertext cannot be
+/// detected (implicit rejection): it yields unrelated keys and the handshake fails at
+/// `Finished`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -171,7 +193,7 @@ impl SupportedKxGroup for X25519MlKem768 {
 struct ClientKeyExchange {
     /// Zeroizes itself on drop.
     mlkem: mlkem768::DecapsulationKey,
-    /// Single use; ring wipes it when it is consumed or dropped.
+    /// Single use: consumed by whichever completion rustls calls.
     x25519: EphemeralPrivateKey,
     /// The key share sent: encapsulation key ‖ X25519 public key.
     pub_key: Vec<u8>,
