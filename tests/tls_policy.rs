@@ -23,7 +23,6 @@ use rcgen::{
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::ring::cipher_suite as suites;
 use rustls::crypto::ring::kx_group;
-use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
 use rustls::{
@@ -689,43 +688,25 @@ fn max_fragment_size_limits_records() {
     ));
 }
 
-/// A stand-in for the X25519MLKEM768 group (the real one lives in `tls::pq`): it is never
-/// asked to compute anything in these tests.
-#[derive(Debug)]
-struct FakeHybrid;
-
-impl SupportedKxGroup for FakeHybrid {
-    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
-        Err(rustls::Error::General("not a real group".into()))
-    }
-
-    fn name(&self) -> NamedGroup {
-        NamedGroup::X25519MLKEM768
-    }
-
-    fn usable_for_version(&self, version: ProtocolVersion) -> bool {
-        version == ProtocolVersion::TLSv1_3
-    }
-}
-
-static FAKE_HYBRID: FakeHybrid = FakeHybrid;
-
 #[test]
 fn require_post_quantum_offers_only_pq_groups() {
-    let policy = modern().prefer_kx_groups(vec![&FAKE_HYBRID]).require_post_quantum(true);
+    // Modern offers the hybrid group first by default; requiring it keeps only it.
+    assert_eq!(modern().explain().kx_groups[0], "X25519MLKEM768");
+    assert!(!modern().explain().weaknesses.contains(&Weakness::NoPostQuantumGroup));
+    let policy = modern().require_post_quantum(true);
     let explained = policy.explain();
     assert_eq!(explained.kx_groups, ["X25519MLKEM768"]);
     assert!(explained.require_post_quantum);
-    assert!(!explained.weaknesses.contains(&Weakness::NoPostQuantumGroup));
     assert!(explained.to_string().contains("post-quantum required"));
     // A classical-only client cannot get in.
     let pair = Pair::new();
-    let (_, _, outcome) = handshake(&pair.client(&modern()), &pair.server(&policy), "mx.example.test");
+    let classical = modern().with_kx_groups(vec![kx_group::X25519]);
+    let (_, _, outcome) = handshake(&pair.client(&classical), &pair.server(&policy), "mx.example.test");
     assert_eq!(outcome.server, Some(rustls::Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon)));
-    // Without it, the hybrid is merely preferred.
-    let preferred = modern().prefer_kx_groups(vec![&FAKE_HYBRID]).explain();
-    assert_eq!(preferred.kx_groups[0], "X25519MLKEM768");
-    assert!(preferred.kx_groups.contains(&"X25519".to_string()));
+    // A default (Modern) client negotiates the hybrid group with it.
+    let (client, _, outcome) = handshake(&pair.client(&modern()), &pair.server(&policy), "mx.example.test");
+    assert_eq!(outcome.server, None);
+    assert_eq!(client.negotiated_key_exchange_group().map(|g| g.name()), Some(NamedGroup::X25519MLKEM768));
 }
 
 #[test]
@@ -733,7 +714,8 @@ fn require_post_quantum_errors() {
     let store = Pair::new().store;
     let classical = modern().with_kx_groups(vec![kx_group::X25519]).require_post_quantum(true);
     assert!(matches!(classical.server_config(store.clone()), Err(TlsError::NoPostQuantumGroup)));
-    let with_tls12 = compatible().prefer_kx_groups(vec![&FAKE_HYBRID]).require_post_quantum(true);
+    let with_tls12 =
+        compatible().prefer_kx_groups(vec![postern::tls::X25519MLKEM768]).require_post_quantum(true);
     assert!(matches!(with_tls12.server_config(store.clone()), Err(TlsError::PostQuantumWithTls12)));
 }
 
@@ -1376,7 +1358,7 @@ fn explain_client_auth_tickets_and_knobs() {
     }
 
     let pq = TlsPolicy::modern()
-        .prefer_kx_groups(vec![&FAKE_HYBRID])
+        .prefer_kx_groups(vec![postern::tls::X25519MLKEM768])
         .client_auth(ClientAuth::Required(Ca::new("x").roots()));
     assert_eq!(pq.explain().weaknesses, []);
     assert!(pq.explain().to_string().contains("weaknesses: none"));

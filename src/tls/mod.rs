@@ -27,3 +27,9 @@ pub use starttls::{ChannelError, TlsChannel, tls_info};
 pub mod mta_sts;
 pub mod tlsrpt;
 // --- end MTA-STS ---
+
+// --- post-quantum hybrid key exchange ---
+pub(crate) mod pq;
+
+pub use pq::X25519MLKEM768;
+// --- end post-quantum ---

@@ -319,11 +319,11 @@ const FRAGMENT_RANGE: std::ops::RangeInclusive<usize> = 32..=16_389;
 
 /// The key-exchange groups every profile starts from, most preferred first.
 fn default_kx_groups() -> Vec<&'static dyn SupportedKxGroup> {
-    // PQ: at merge, put the hybrid group first here:
-    //     vec![super::pq::X25519MLKEM768, X25519, SECP256R1, SECP384R1]
-    // so that Modern (and Compatible, for its TLS 1.3 handshakes) offers it first, as the
-    // issue asks. `require_post_quantum(true)` then works without `with_kx_groups`.
+    // The hybrid post-quantum group first, so that every TLS 1.3 handshake with a client
+    // that supports it is protected against "harvest now, decrypt later"; clients that
+    // do not get X25519 without a HelloRetryRequest (our group also sends an X25519 share).
     vec![
+        super::pq::X25519MLKEM768,
         ring_provider::kx_group::X25519,
         ring_provider::kx_group::SECP256R1,
         ring_provider::kx_group::SECP384R1,
@@ -370,8 +370,6 @@ pub(crate) fn suite_name(suite: &SupportedCipherSuite) -> String {
     }
 }
 
-// PQ: when `default_kx_groups` gets the hybrid group, update the "key exchange" row of the
-// table below (and `Weakness::NoPostQuantumGroup` stops being flagged by default).
 /// The TLS policy of an endpoint: one object that yields correct rustls configurations.
 ///
 /// Start from a [`Profile`] ([`TlsPolicy::modern`], the default, or [`TlsPolicy::compatible`]),
@@ -386,7 +384,7 @@ pub(crate) fn suite_name(suite: &SupportedCipherSuite) -> String {
 /// |---|---|---|
 /// | versions | Modern: TLS 1.3; Compatible: TLS 1.3 and 1.2 | TLS 1.3 has no known-weak modes |
 /// | cipher suites | AES-256-GCM, AES-128-GCM, CHACHA20-POLY1305 (+ ECDHE-ECDSA/RSA TLS 1.2 variants in Compatible) | AEAD only; rustls implements no CBC or static-RSA suite, and custom suites are checked |
-/// | key exchange | X25519, secp256r1, secp384r1 | the client's most preferred common group wins on the server side; the order is what a client offers |
+/// | key exchange | X25519MLKEM768 (hybrid post-quantum, see [`X25519MLKEM768`](super::X25519MLKEM768)), X25519, secp256r1, secp384r1 | the client's most preferred common group wins on the server side; the order is what a client offers; `require_post_quantum(true)` keeps only the hybrid |
 /// | client order | followed (`prefer_server_cipher_order(false)`) | all suites are strong; clients without AES hardware rightly prefer ChaCha20 |
 /// | EMS (RFC 7627) | required for TLS 1.2 | rustls *offers* EMS always but accepts a TLS 1.2 peer without it unless told otherwise |
 /// | resumption | stateful cache of 256 sessions, no stateless tickets | resumption saves a full handshake per repeated MTA connection; a bounded cache keeps no long-lived ticket key in memory |
@@ -1105,6 +1103,6 @@ mod tests {
     fn kx_groups_dedup_and_prefer() {
         let p = TlsPolicy::modern()
             .prefer_kx_groups(vec![ring_provider::kx_group::SECP384R1, ring_provider::kx_group::SECP384R1]);
-        assert_eq!(p.explain().kx_groups, ["secp384r1", "X25519", "secp256r1"]);
+        assert_eq!(p.explain().kx_groups, ["secp384r1", "X25519MLKEM768", "X25519", "secp256r1"]);
     }
 }
