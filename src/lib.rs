@@ -92,7 +92,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "access")]
+pub mod access;
 mod error;
+#[cfg(feature = "limit")]
+pub mod limit;
 pub mod line;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;

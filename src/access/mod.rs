@@ -1,0 +1,1 @@
+//! Access control: CIDR lists, reputation, geofence, admission and port-exposure policy.
