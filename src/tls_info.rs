@@ -12,6 +12,7 @@
 ///
 /// let info = TlsInfo::new("TLSv1.3", "TLS13_AES_256_GCM_SHA384").with_sni("mx.example.test");
 /// assert_eq!(info.protocol, "TLSv1.3");
+/// assert_eq!(info.to_string(), "TLSv1.3 TLS13_AES_256_GCM_SHA384 sni=mx.example.test");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,6 +27,24 @@ pub struct TlsInfo {
     pub sni: Option<String>,
     /// The verified client-certificate identity (subject or SAN), for mutual TLS.
     pub peer_identity: Option<String>,
+}
+
+impl std::fmt::Display for TlsInfo {
+    /// `TLSv1.3 TLS13_AES_256_GCM_SHA384 X25519MLKEM768 sni=mx.example.test peer=...`,
+    /// the parts that are known.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.protocol, self.cipher_suite)?;
+        if let Some(kx) = &self.key_exchange {
+            write!(f, " {kx}")?;
+        }
+        if let Some(sni) = &self.sni {
+            write!(f, " sni={sni}")?;
+        }
+        if let Some(peer) = &self.peer_identity {
+            write!(f, " peer={peer}")?;
+        }
+        Ok(())
+    }
 }
 
 impl TlsInfo {

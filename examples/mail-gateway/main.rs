@@ -101,6 +101,8 @@ fn run(args: cli::Args) -> io::Result<()> {
     let mut submission_config = mx_config.clone();
     submission_config.auth_mechanisms = vec!["PLAIN".into()];
     submission_config.allow_plaintext_auth = args.allow_plaintext_auth;
+    // RFC 6409: a submission service takes mail from authenticated users only.
+    submission_config.require_auth = true;
     let submission_config = Arc::new(submission_config);
 
     let mut pop3_config = postern::pop3::Config::new(args.hostname.clone());

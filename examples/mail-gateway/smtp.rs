@@ -265,16 +265,6 @@ impl Connection<'_> {
                 // the previous envelope is still wanted.
                 self.end_transaction();
                 let from = mail.from.as_ref().map(ToString::to_string).unwrap_or_default();
-                if self.port.submission && self.session.authenticated().is_none() {
-                    log.line(format_args!(
-                        "MAIL FROM:<{}> refused: not authenticated on {}",
-                        from.escape_debug(),
-                        self.port.name
-                    ));
-                    let reply = Reply::new(530, EnhancedStatus::new(5, 7, 0), "Authentication required");
-                    decided(log, "MAIL", self.session.reject(reply));
-                    return;
-                }
                 log.line(format_args!(
                     "MAIL FROM:<{}> size={:?} smtputf8={}{}",
                     from.escape_debug(),

@@ -132,6 +132,9 @@ pub struct Config {
     /// Allow AUTH without TLS. Off by default: AUTH is then neither advertised nor
     /// accepted before TLS (`538 5.7.11`).
     pub allow_plaintext_auth: bool,
+    /// Require AUTH before MAIL (a submission service, RFC 6409 §4.3): an unauthenticated
+    /// `MAIL` gets `530 5.7.0 Authentication required`. Off by default (port 25).
+    pub require_auth: bool,
     /// Advertise and accept CHUNKING/BDAT (RFC 3030).
     pub chunking: bool,
     /// Advertise and accept SMTPUTF8 (RFC 6531).
@@ -170,6 +173,7 @@ impl Config {
             starttls: false,
             auth_mechanisms: Vec::new(),
             allow_plaintext_auth: false,
+            require_auth: false,
             chunking: true,
             smtputf8: true,
             dsn: true,

@@ -1200,6 +1200,10 @@ impl Session {
             self.send(r(503, (5, 5, 1), "Error: nested MAIL command"));
             return;
         }
+        if self.config.require_auth && self.authenticated.is_none() {
+            self.send(r(530, (5, 7, 0), "Authentication required"));
+            return;
+        }
         if self.config.auth_mechanisms.is_empty() && p.auth.is_some()
             || !esmtp && p != Default::default()
             || !self.config.smtputf8 && p.smtputf8
@@ -1600,6 +1604,11 @@ mod tests {
             (&["EHLO x"], "BDAT 2 LAST\\r\\nab", "503 5.5.1"),
             (&["EHLO x"], "QUIT", "221 2.0.0"),
         ];
+        let mut submission = Config::new("mx.test");
+        submission.require_auth = true;
+        let (mut s, now) = session(submission);
+        talk(&mut s, b"EHLO x\r\n", now);
+        assert!(talk(&mut s, b"MAIL FROM:<a@b>\r\n", now).starts_with("530 5.7.0"));
         for (setup, cmd, want) in cases {
             let (mut s, now) = session(Config::new("mx.test"));
             for line in *setup {
