@@ -1,0 +1,82 @@
+//! Access control through the public API: CIDR lists, reputation, geofence, exposure.
+#![cfg(feature = "access")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(clippy::disallowed_methods)] // one real Instant: the base of the virtual clock
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use postern::access::cidr::{CidrList, CidrListBuilder, Verdict};
+use proptest::prelude::*;
+
+/// Brute force: scan every entry, keep the longest containing prefix.
+fn brute_force(entries: &[(IpNet, Verdict)], ip: IpAddr) -> Option<(IpNet, Verdict)> {
+    let ip = ip.to_canonical();
+    entries.iter().filter(|(net, _)| net.contains(&ip)).max_by_key(|(net, _)| net.prefix_len()).copied()
+}
+
+fn arb_v4_net() -> impl Strategy<Value = IpNet> {
+    // Few distinct high bits so that nesting and matches are common.
+    (0u32..16, any::<u32>(), 0u8..=32).prop_map(|(hi, lo, len)| {
+        let addr = (hi << 28) | (lo >> 4);
+        IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(addr), len).unwrap().trunc())
+    })
+}
+
+fn arb_v6_net() -> impl Strategy<Value = IpNet> {
+    (0u128..16, any::<u128>(), 0u8..=128).prop_map(|(hi, lo, len)| {
+        let addr = (hi << 124) | (lo >> 4);
+        IpNet::V6(ipnet::Ipv6Net::new(Ipv6Addr::from(addr), len).unwrap().trunc())
+    })
+}
+
+fn arb_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (0u32..16, any::<u32>()).prop_map(|(hi, lo)| IpAddr::V4(Ipv4Addr::from((hi << 28) | (lo >> 4)))),
+        (0u32..16, any::<u32>())
+            .prop_map(|(hi, lo)| IpAddr::V6(Ipv4Addr::from((hi << 28) | (lo >> 4)).to_ipv6_mapped())),
+        (0u128..16, any::<u128>()).prop_map(|(hi, lo)| IpAddr::V6(Ipv6Addr::from((hi << 124) | (lo >> 4)))),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn cidr_lookup_agrees_with_brute_force(
+        nets in proptest::collection::vec((prop_oneof![arb_v4_net(), arb_v6_net()], any::<bool>()), 0..60),
+        ips in proptest::collection::vec(arb_ip(), 1..40),
+    ) {
+        // Keep the first verdict for each network, as a conflict-free list.
+        let mut entries: Vec<(IpNet, Verdict)> = Vec::new();
+        for (net, allow) in nets {
+            if entries.iter().all(|(n, _)| *n != net) {
+                entries.push((net, if allow { Verdict::Allow } else { Verdict::Deny }));
+            }
+        }
+        let mut builder = CidrListBuilder::new();
+        for (net, verdict) in &entries {
+            builder.push(*net, *verdict).unwrap();
+        }
+        let list = builder.build().unwrap();
+        for ip in ips {
+            let got = list.lookup(ip).map(|m| (m.prefix, m.verdict));
+            prop_assert_eq!(got, brute_force(&entries, ip), "{}", ip);
+        }
+    }
+}
+
+#[test]
+fn cidr_text_round_trip() {
+    let allow = "# office\n192.0.2.0/24\n2001:db8:1::/48\n";
+    let deny = "0.0.0.0/0\n::/0\n";
+    let mut builder = CidrListBuilder::new();
+    builder.extend_from_text(allow, Verdict::Allow).unwrap();
+    builder.extend_from_text(deny, Verdict::Deny).unwrap();
+    let list = builder.build().unwrap();
+    assert_eq!(list.verdict("192.0.2.77".parse().unwrap()), Some(Verdict::Allow));
+    assert_eq!(list.verdict("::ffff:192.0.2.77".parse().unwrap()), Some(Verdict::Allow));
+    assert_eq!(list.verdict("198.51.100.1".parse().unwrap()), Some(Verdict::Deny));
+    assert_eq!(list.verdict("2001:db8:1::9".parse().unwrap()), Some(Verdict::Allow));
+    assert_eq!(list.verdict("2001:db8:2::9".parse().unwrap()), Some(Verdict::Deny));
+    let err = CidrList::parse("allow 192.0.2.0/24\nallow nonsense\n").unwrap_err();
+    assert_eq!(err.to_string(), "line 2: invalid network or address \"nonsense\"");
+}
