@@ -6,7 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+use std::time::{Duration, Instant};
+
 use postern::access::cidr::{CidrList, CidrListBuilder, Verdict};
+use postern::access::reputation::{ClientKey, Event, Reputation, ReputationConfig, Standing};
 use proptest::prelude::*;
 
 /// Brute force: scan every entry, keep the longest containing prefix.
@@ -79,4 +82,59 @@ fn cidr_text_round_trip() {
     assert_eq!(list.verdict("2001:db8:2::9".parse().unwrap()), Some(Verdict::Deny));
     let err = CidrList::parse("allow 192.0.2.0/24\nallow nonsense\n").unwrap_err();
     assert_eq!(err.to_string(), "line 2: invalid network or address \"nonsense\"");
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        Just(Event::AuthFailure),
+        Just(Event::RejectedRecipient),
+        Just(Event::ProtocolError),
+        Just(Event::SpamVerdict),
+        Just(Event::GoodDelivery),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn reputation_never_exceeds_its_cap(
+        capacity in 1usize..64,
+        sample in 1usize..16,
+        flood in proptest::collection::vec((any::<u128>(), any::<bool>(), arb_event(), 0u64..120), 1..2000),
+    ) {
+        let config = ReputationConfig { capacity, eviction_sample: sample, ..ReputationConfig::default() };
+        let mut rep = Reputation::new(config).unwrap();
+        let mut now = Instant::now();
+        for (bits, v4, event, step) in flood {
+            now += Duration::from_secs(step);
+            let ip = if v4 {
+                IpAddr::V4(Ipv4Addr::from(bits as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(bits))
+            };
+            rep.record(ClientKey::from_ip(ip), event, now);
+            prop_assert!(rep.len() <= capacity);
+        }
+    }
+}
+
+#[test]
+fn reputation_flood_of_an_ipv6_slash_48_keeps_the_known_bad_client() {
+    let mut rep =
+        Reputation::new(ReputationConfig { capacity: 1024, ..ReputationConfig::default() }).unwrap();
+    let t0 = Instant::now();
+    let attacker = ClientKey::from_ip("192.0.2.66".parse().unwrap());
+    for _ in 0..3 {
+        rep.record(attacker, Event::SpamVerdict, t0);
+    }
+    assert_eq!(rep.standing(attacker, t0), Standing::Bad);
+    // 200 000 distinct /64s, each with one protocol error.
+    for i in 0..200_000u128 {
+        let ip = IpAddr::V6(Ipv6Addr::from((0x2001_0db8_0000u128 << 80) | (i << 64) | 1));
+        rep.record(ClientKey::from_ip(ip), Event::ProtocolError, t0 + Duration::from_millis(i as u64));
+        assert!(rep.len() <= 1024);
+    }
+    let t1 = t0 + Duration::from_secs(200);
+    assert_eq!(rep.standing(attacker, t1), Standing::Bad);
+    // Twelve half-lives later the attacker is forgiven.
+    assert_eq!(rep.standing(attacker, t0 + Duration::from_secs(12 * 3600)), Standing::Good);
 }
