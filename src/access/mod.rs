@@ -1,7 +1,10 @@
 //! Access control: CIDR lists, reputation, geofence, admission and port-exposure policy.
 //!
 //! - [`cidr`]: allow/deny lists of IPv4 and IPv6 networks, longest prefix wins.
+//! - [`exposure`]: the ports a deployment may expose, an audit of its listeners, and an
+//!   nftables ruleset that opens exactly those ports.
 //! - [`reputation`]: a decaying score per client from events, with a hard cap on clients.
 
 pub mod cidr;
+pub mod exposure;
 pub mod reputation;
