@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use postern::access::cidr::{CidrList, CidrListBuilder, Verdict};
 use postern::access::exposure::{AuthMode, ExposurePolicy, Listener, Protocol, Severity, TlsMode, audit};
+use postern::access::geofence::{CountryLookup, GeoVerdict, Geofence, RangeTable};
 use postern::access::reputation::{ClientKey, Event, Reputation, ReputationConfig, Standing};
 use proptest::prelude::*;
 
@@ -182,4 +183,15 @@ fn exposure_audit_of_a_typical_deployment() {
     let findings = audit(&ExposurePolicy::default(), &weak);
     assert!(findings.iter().all(|f| f.severity == Severity::Critical), "{findings:?}");
     assert_eq!(findings.len(), 2);
+}
+
+#[test]
+fn geofence_from_a_csv_table() {
+    let table = RangeTable::parse_csv("192.0.2.0,192.0.2.127,FR\n192.0.2.128,192.0.2.255,RU\n").unwrap();
+    assert_eq!(table.country("::ffff:192.0.2.200".parse().unwrap()), Some(*b"RU"));
+    let fence = Geofence::new(table).deny(*b"RU");
+    assert_eq!(fence.check("192.0.2.1".parse().unwrap()), GeoVerdict::Allowed { country: Some(*b"FR") });
+    assert_eq!(fence.check("192.0.2.129".parse().unwrap()), GeoVerdict::Denied { country: Some(*b"RU") });
+    let err = RangeTable::parse_csv("192.0.2.0,192.0.2.127,FR\nbad line\n").unwrap_err();
+    assert_eq!(err.to_string(), "line 2: expected start_ip,end_ip,CC");
 }
