@@ -1,0 +1,201 @@
+//! Rate-limiter benches, side by side with governor 0.10 (`RateLimiter::keyed` + `check_key`)
+//! on the same quota (50 per second, bursts of 10, GCRA in both).
+//!
+//! - `limit_keyed/1_key`, `limit_keyed/1k_hot_keys`, `limit_keyed/1M_random_ipaddr`: one check
+//!   per iteration, keys taken in a fixed pseudo-random order from a pre-populated set.
+//!   postern reads `Instant::now()` for every check, as governor reads its clock, so both
+//!   pay for a clock read; `postern_now_passed` shows the check alone with `now` taken once
+//!   per batch, which is how a sans-IO event loop calls it.
+//! - `limit_flood/10M_distinct`: 10 million never-seen keys into a postern table capped at
+//!   1 M keys (governor has no cap, so it is not run in the flood loop; its memory at 10 M is
+//!   measured below instead).
+//! - Memory per key is printed before the benches: postern's from its table size (and checked
+//!   against the RSS growth), governor's from the RSS growth (`/proc/self/statm`) after inserting
+//!   1 M and 10 M IpAddr keys.
+//!
+//! Run with `cargo bench --bench limit -- --warm-up-time 1 --measurement-time 3`;
+//! benches/README-limit.md has the measured ratios.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota, RateLimiter};
+use postern::limit::{ClientKey, Gcra, KeyedLimiter};
+
+const RATE: u32 = 50;
+const BURST: u32 = 10;
+const MILLION: usize = 1_000_000;
+
+fn quota() -> Quota {
+    Quota::per_second(NonZeroU32::new(RATE).unwrap()).allow_burst(NonZeroU32::new(BURST).unwrap())
+}
+
+fn gcra() -> Gcra {
+    Gcra::new(RATE, Duration::from_secs(1), BURST).unwrap()
+}
+
+/// xorshift64*: a fixed, reproducible key sequence.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// `n` distinct random addresses: 3/4 IPv4, 1/4 IPv6 (distinct /64s).
+fn addresses(n: usize, seed: u64) -> Vec<IpAddr> {
+    let mut rng = Rng(seed);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let r = rng.next();
+        let ip = if r.is_multiple_of(4) {
+            IpAddr::V6(Ipv6Addr::from((u128::from(rng.next()) << 64) | u128::from(r)))
+        } else {
+            IpAddr::V4(Ipv4Addr::from((r >> 16) as u32))
+        };
+        if seen.insert(ClientKey::from(ip)) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn memory_report() {
+    let start = Instant::now();
+    for n in [MILLION, 10 * MILLION] {
+        let keys = addresses(n, 0x5eed + n as u64);
+        let before = rss_bytes();
+        let gov = RateLimiter::keyed(quota());
+        for ip in &keys {
+            let _ = gov.check_key(ip);
+        }
+        let gov_bytes = rss_bytes().saturating_sub(before);
+        println!(
+            "memory: governor {n} IpAddr keys: len {} RSS +{:.1} MiB = {:.1} bytes/key",
+            gov.len(),
+            gov_bytes as f64 / 1048576.0,
+            gov_bytes as f64 / n as f64
+        );
+        drop(gov);
+        let before = rss_bytes();
+        let mut ours = KeyedLimiter::new(gcra(), MILLION, 0x5eed, start);
+        let now = Instant::now();
+        for ip in &keys {
+            let _ = ours.check_ip(*ip, now);
+        }
+        let ours_bytes = rss_bytes().saturating_sub(before);
+        let s = ours.stats();
+        println!(
+            "memory: postern {n} IpAddr keys into a 1 M cap: len {} (cap {}), table {} bytes = {:.1} bytes/slot, \
+             RSS +{:.1} MiB, reclaimed {} evicted {}",
+            s.len,
+            s.capacity,
+            s.memory_bytes,
+            s.memory_bytes as f64 / s.capacity as f64,
+            ours_bytes as f64 / 1048576.0,
+            s.reclaimed,
+            s.evicted
+        );
+        assert!(s.len <= s.capacity);
+    }
+}
+
+fn keyed(c: &mut Criterion) {
+    memory_report();
+    let start = Instant::now();
+    let mut group = c.benchmark_group("limit_keyed");
+    for (name, n) in [("1_key", 1usize), ("1k_hot_keys", 1000), ("1M_random_ipaddr", MILLION)] {
+        let keys = addresses(n, 42);
+        // A fixed pseudo-random visiting order over the keys.
+        let mut rng = Rng(7);
+        let order: Vec<u32> = (0..(1 << 22)).map(|_| (rng.next() % n as u64) as u32).collect();
+        let mask = order.len() - 1;
+
+        let gov = RateLimiter::keyed(quota());
+        let mut ours = KeyedLimiter::new(gcra(), n.max(1024), 0x5eed, start);
+        let now = Instant::now();
+        for ip in &keys {
+            let _ = gov.check_key(ip);
+            let _ = ours.check_ip(*ip, now);
+        }
+
+        let mut i = 0usize;
+        group.bench_function(format!("{name}/governor"), |b| {
+            b.iter(|| {
+                i = (i + 1) & mask;
+                black_box(gov.check_key(&keys[order[i] as usize]).is_ok())
+            })
+        });
+        let mut i = 0usize;
+        group.bench_function(format!("{name}/postern"), |b| {
+            b.iter(|| {
+                i = (i + 1) & mask;
+                black_box(ours.check_ip(keys[order[i] as usize], Instant::now()).is_allowed())
+            })
+        });
+        let mut i = 0usize;
+        group.bench_function(format!("{name}/postern_now_passed"), |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                let now = t;
+                for _ in 0..iters {
+                    i = (i + 1) & mask;
+                    black_box(ours.check_ip(keys[order[i] as usize], now).is_allowed());
+                }
+                t.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn flood(c: &mut Criterion) {
+    let start = Instant::now();
+    let mut group = c.benchmark_group("limit_flood");
+    group.sample_size(10);
+    group.bench_function("10M_distinct/postern_cap_1M", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for round in 0..iters {
+                let mut ours = KeyedLimiter::new(gcra(), MILLION, round, start);
+                let now = Instant::now();
+                let t = Instant::now();
+                // Every address of one IPv6 /32, grouped by /64: 10 M distinct keys.
+                let base = 0x2001_0db8_u128 << 96;
+                for k in 0..10 * MILLION as u128 {
+                    black_box(ours.check_ip(IpAddr::V6(Ipv6Addr::from(base | (k << 64))), now));
+                }
+                total += t.elapsed();
+                let s = ours.stats();
+                assert!(s.len <= s.capacity && s.capacity == MILLION, "{s:?}");
+                assert_eq!(s.memory_bytes, 16 * MILLION);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keyed, flood);
+criterion_main!(benches);
