@@ -12,6 +12,10 @@ pub enum Error {
     #[cfg(feature = "pop3")]
     #[error(transparent)]
     Pop3(#[from] crate::pop3::Error),
+    /// An invalid rate-limit configuration.
+    #[cfg(feature = "limit")]
+    #[error(transparent)]
+    Limit(#[from] crate::limit::LimitError),
     /// A TLS policy, certificate or key problem.
     #[cfg(feature = "tls")]
     #[error(transparent)]
