@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use postern::access::cidr::{CidrListBuilder, Verdict};
+
+use crate::admission::{Rate, Settings};
 use crate::maildir;
 use crate::tls;
 use crate::users::{Credentials, MAX_PASSWORD};
@@ -42,6 +45,9 @@ pub(crate) struct Args {
     pub(crate) max_message_size: Option<u64>,
     /// How long running sessions may go on after Ctrl-C (`--grace`).
     pub(crate) grace: Duration,
+    /// `--allow`, `--deny`, `--conn-rate`, `--max-conn-per-ip`, `--rcpt-rate`,
+    /// `--msg-rate`, `--auth-failures-ban`.
+    pub(crate) admission: Settings,
 }
 
 /// What the command line asked for.
@@ -113,6 +119,24 @@ ACCOUNTS AND MAIL:
                                [default: mx.<first domain>]
     --max-message-size BYTES   largest message accepted [default: 10240000]
     --grace SECS               after Ctrl-C, how long running sessions may finish [default: 5]
+
+ADMISSION AND RATE LIMITS (per client: an IPv4 address, an IPv6 /64):
+    --allow CIDR               never limit these clients (repeatable; longest prefix wins
+                               against --deny)
+    --deny CIDR                refuse these clients: SMTP 554 5.7.1, POP3 -ERR [AUTH], then
+                               close (repeatable)
+    --conn-rate N/SECS         new connections per client, bursts of up to N; over it:
+                               SMTP 421 4.7.0, POP3 -ERR [SYS/TEMP], then close; `off`
+                               to disable [default: 30/60]
+    --max-conn-per-ip N        connections at once per client (0: no limit) [default: 10]
+    --rcpt-rate N/SECS         recipients per client: RCPT over it gets 450 4.7.1
+                               [default: no limit]
+    --msg-rate N/SECS          messages per client: DATA/BDAT over it gets 450 4.7.1
+                               [default: no limit]
+    --auth-failures-ban        failed logins (submission AUTH, POP3) count against the
+                               client: 3 failures ban it for 1 min, then 10 min, 1 h,
+                               1 day; one level forgiven per clean hour. A banned client's
+                               connections are deferred with the time left
     -h, --help                 print this help
 
 On --smtp, recipients in an accepted domain are delivered (every local part exists in
@@ -136,6 +160,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut hostname: Option<String> = None;
     let mut max_message_size = None;
     let mut grace = Duration::from_secs(5);
+    let mut lists = CidrListBuilder::new();
+    let mut any_list = false;
+    let mut conn_rate = Some(Rate { count: 30, period: Duration::from_secs(60) });
+    let mut max_conn_per_ip = Some(10);
+    let mut rcpt_rate = None;
+    let mut msg_rate = None;
+    let mut auth_failures_ban = false;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -153,6 +184,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 return Err(UsageError("--allow-plaintext-auth takes no value".into()));
             }
             allow_plaintext_auth = true;
+            continue;
+        }
+        if name == "--auth-failures-ban" {
+            if inline.is_some() {
+                return Err(UsageError("--auth-failures-ban takes no value".into()));
+            }
+            auth_failures_ban = true;
             continue;
         }
         let mut value = || -> Result<String, UsageError> {
@@ -219,6 +257,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 let secs: u64 = v.parse().map_err(|e| UsageError(format!("--grace {v}: {e}")))?;
                 grace = Duration::from_secs(secs);
             }
+            "--allow" | "--deny" => {
+                let v = value()?;
+                let verdict = if name == "--allow" { Verdict::Allow } else { Verdict::Deny };
+                lists.extend_from_text(&format!("{}\n", v.trim()), verdict).map_err(|e| {
+                    UsageError(format!("{name} {v:?}: {e} (want a network such as 192.0.2.0/24)"))
+                })?;
+                any_list = true;
+            }
+            "--conn-rate" => {
+                let v = value()?;
+                conn_rate = if v == "off" { None } else { Some(rate(&name, &v)?) };
+            }
+            "--rcpt-rate" => rcpt_rate = Some(rate(&name, &value()?)?),
+            "--msg-rate" => msg_rate = Some(rate(&name, &value()?)?),
+            "--max-conn-per-ip" => {
+                let v = value()?;
+                let n: u32 = v.parse().map_err(|e| UsageError(format!("--max-conn-per-ip {v}: {e}")))?;
+                max_conn_per_ip = (n > 0).then_some(n);
+            }
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
@@ -240,6 +297,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     if domains.is_empty() {
         domains.push("example.test".into());
     }
+    let lists = if any_list {
+        Some(lists.build().map_err(|e| UsageError(format!("--allow/--deny: {e}")))?)
+    } else {
+        None
+    };
+    let admission = Settings { lists, conn_rate, max_conn_per_ip, rcpt_rate, msg_rate, auth_failures_ban };
     let hostname =
         hostname.unwrap_or_else(|| format!("mx.{}", domains.first().map_or("example.test", |d| d)));
     Ok(Parsed::Run(Box::new(Args {
@@ -256,7 +319,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         hostname,
         max_message_size,
         grace,
+        admission,
     })))
+}
+
+/// `--*-rate N/SECS`.
+fn rate(name: &str, v: &str) -> Result<Rate, UsageError> {
+    Rate::parse(v).map_err(|e| UsageError(format!("{name} {e} (want N/SECS, e.g. 30/60)")))
 }
 
 /// `NAME:PASSWORD` (the password may hold colons). NAME must be a valid mailbox name

@@ -10,6 +10,7 @@
 //! |---------------|----------------------------------------------------------------|
 //! | `main.rs`     | startup, the listeners, Ctrl-C and shutdown                    |
 //! | `cli.rs`      | command-line arguments                                         |
+//! | `admission.rs`| who may connect, how often, how many at once; rates, bans      |
 //! | `tls.rs`      | the rustls server configurations, certificates, the demo CA    |
 //! | `transport.rs`| a connection's bytes: plaintext, or TLS via `TlsChannel`       |
 //! | `smtp.rs`     | one connection: drives `postern::smtp::Session` over a socket  |
@@ -28,6 +29,7 @@
 // ban is lifted here, where `Instant::now()` and `SystemTime::now()` belong.
 #![allow(clippy::disallowed_methods)]
 
+mod admission;
 mod cli;
 mod log;
 mod maildir;
@@ -43,13 +45,14 @@ mod users;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use postern::smtp::{Config, EnhancedStatus, Reply};
 
+use crate::admission::{Admission, Admit};
 use crate::log::Log;
 use crate::maildir::Maildir;
 use crate::policy::Policy;
@@ -59,11 +62,13 @@ use crate::smtp::{Gateway, Port};
 use crate::users::Users;
 
 /// Connections served at once per listener; more are told to come back later (SMTP
-/// `421 4.7.0`, POP3 `-ERR [SYS/TEMP]`). Admission control proper (per-address limits,
-/// reputation) comes in a later version.
+/// `421 4.7.0`, POP3 `-ERR [SYS/TEMP]`). Per-client limits are in `admission.rs`.
 const MAX_CONNECTIONS: usize = 256;
-/// How long an accept loop sleeps when no connection is waiting.
-const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// How long an accept loop sleeps when no connection is waiting (short: a refused
+/// connection's reply waits for it).
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// How often the certificate reloader checks for shutdown.
+const RELOAD_TICK: Duration = Duration::from_millis(50);
 /// How often `--cert`/`--key` are looked at for a renewed certificate.
 const CERT_POLL: Duration = Duration::from_secs(2);
 
@@ -131,6 +136,7 @@ fn run(args: cli::Args) -> io::Result<()> {
     }
 
     let shutdown = Arc::new(Shutdown::new(args.grace));
+    let admission = Arc::new(Mutex::new(Admission::new(&args.admission, seed(), Instant::now())));
     let users = Arc::new(Users::new(&args.users));
     let pop3 = Arc::new(Pop3Gateway {
         config: Arc::new(pop3_config),
@@ -138,12 +144,14 @@ fn run(args: cli::Args) -> io::Result<()> {
         maildir: maildir.root().to_path_buf(),
         shutdown: Arc::clone(&shutdown),
         tls: Arc::clone(&tls.clients),
+        admission: Arc::clone(&admission),
     });
     let gateway = Arc::new(Gateway {
         policy: Policy::new(args.domains.clone()),
         maildir,
         users: Arc::clone(&users),
         shutdown: Arc::clone(&shutdown),
+        admission: Arc::clone(&admission),
     });
     let port = |name, config: &Arc<Config>, submission, tls: &Arc<rustls::ServerConfig>, implicit| {
         Arc::new(Port { name, config: Arc::clone(config), submission, tls: Arc::clone(tls), implicit })
@@ -184,6 +192,7 @@ fn run(args: cli::Args) -> io::Result<()> {
         if names.is_empty() { "(none: add --user NAME:PASSWORD)".to_owned() } else { names.join(",") },
         if args.allow_plaintext_auth { "allowed (--allow-plaintext-auth)" } else { "refused (TLS first)" },
     ));
+    log.line(format_args!("admission: {}", admission::describe(&args.admission)));
     for line in &tls.summary {
         log.line(format_args!("{line}"));
     }
@@ -201,7 +210,7 @@ fn run(args: cli::Args) -> io::Result<()> {
             let spawned = thread::Builder::new().name("cert-reload".into()).spawn(move || {
                 let mut last = Instant::now();
                 while !shutdown.is_requested() {
-                    thread::sleep(ACCEPT_POLL);
+                    thread::sleep(RELOAD_TICK);
                     if last.elapsed() >= CERT_POLL {
                         last = Instant::now();
                         if let Some(line) = reload.check(std::time::SystemTime::now()) {
@@ -224,7 +233,7 @@ fn run(args: cli::Args) -> io::Result<()> {
     for (name, listener) in listeners {
         let (ids, stop) = (Arc::clone(&ids), Arc::clone(&shutdown));
         let hostname = args.hostname.clone();
-        let (gateway, pop3) = (Arc::clone(&gateway), Arc::clone(&pop3));
+        let (gateway, pop3, admission) = (Arc::clone(&gateway), Arc::clone(&pop3), Arc::clone(&admission));
         let smtp_port = match name {
             "smtp" => Some(Arc::clone(&mx)),
             "submission" => Some(Arc::clone(&submission)),
@@ -234,16 +243,17 @@ fn run(args: cli::Args) -> io::Result<()> {
         let spawned = thread::Builder::new().name(format!("{name}-accept")).spawn(move || match smtp_port {
             Some(port) => {
                 // A plaintext 421 is for plaintext ports only: a TLS client would read
-                // it as a broken handshake, so smtps connections over the limit are dropped.
+                // it as a broken handshake, so smtps connections turned away are dropped.
                 let implicit = port.implicit;
                 accept_loop(
                     name,
                     listener,
                     &stop,
                     &ids,
-                    move |stream| {
+                    &admission,
+                    move |stream, turned| {
                         if !implicit {
-                            refuse_busy_smtp(stream, &hostname);
+                            refuse_smtp(stream, &hostname, turned);
                         }
                     },
                     move |stream, peer, id| smtp::serve(&gateway, &port, stream, peer, id),
@@ -256,9 +266,10 @@ fn run(args: cli::Args) -> io::Result<()> {
                     listener,
                     &stop,
                     &ids,
-                    move |stream| {
+                    &admission,
+                    move |stream, turned| {
                         if !implicit {
-                            refuse_busy_pop3(stream);
+                            refuse_pop3(stream, turned);
                         }
                     },
                     move |stream, peer, id| pop3::serve(&pop3, implicit, stream, peer, id),
@@ -291,16 +302,29 @@ fn run(args: cli::Args) -> io::Result<()> {
     Ok(())
 }
 
+/// Why a connection gets no session.
+#[derive(Debug, Clone, Copy)]
+enum Turned {
+    /// [`MAX_CONNECTIONS`] on this listener already.
+    Busy,
+    /// A per-client limit or a ban: come back after this.
+    Defer(Duration),
+    /// `--deny`.
+    Refuse,
+}
+
 /// Accepts connections until shutdown, one thread each (`serve(stream, peer, id)`),
-/// at most [`MAX_CONNECTIONS`] at once (`refuse` answers the others). Then closes the
-/// listener and waits for the running sessions: each ends by itself within the grace
-/// period.
+/// for the clients [`Admission::admit`] accepts, at most [`MAX_CONNECTIONS`] at once
+/// (`refuse` answers the others, on the accept thread: a flood costs no threads). Then
+/// closes the listener and waits for the running sessions: each ends by itself within
+/// the grace period.
 fn accept_loop<S>(
     protocol: &str,
     listener: TcpListener,
     shutdown: &Shutdown,
     ids: &AtomicU64,
-    refuse: impl Fn(&TcpStream),
+    admission: &Mutex<Admission>,
+    refuse: impl Fn(&TcpStream, Turned),
     serve: S,
 ) where
     S: Fn(TcpStream, SocketAddr, u64) + Send + Sync + 'static,
@@ -329,8 +353,25 @@ fn accept_loop<S>(
             }
         };
         let id = ids.fetch_add(1, Ordering::Relaxed);
+        let decision = admission::lock(admission).admit(peer.ip(), Instant::now());
+        let permit = match decision {
+            Admit::Accept { permit } => permit,
+            Admit::Defer { retry_after, reason } => {
+                refuse(&stream, Turned::Defer(retry_after));
+                Log::conn(id).line(format_args!(
+                    "deferred {peer} on {protocol}: {reason:?}, retry in {}s",
+                    admission::secs(retry_after)
+                ));
+                continue;
+            }
+            Admit::Refuse => {
+                refuse(&stream, Turned::Refuse);
+                Log::conn(id).line(format_args!("refused {peer} on {protocol}: denied (--deny)"));
+                continue;
+            }
+        };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            refuse(&stream);
+            refuse(&stream, Turned::Busy);
             Log::conn(id)
                 .line(format_args!("refused {peer}: {MAX_CONNECTIONS} {protocol} connections already"));
             continue;
@@ -338,6 +379,8 @@ fn accept_loop<S>(
         active.fetch_add(1, Ordering::SeqCst);
         let (serve, count) = (Arc::clone(&serve), Arc::clone(&active));
         let spawned = thread::Builder::new().name(format!("{protocol}-{id}")).spawn(move || {
+            // The place in --max-conn-per-ip is held until the session ends.
+            let _permit = permit;
             serve(stream, peer, id);
             count.fetch_sub(1, Ordering::SeqCst);
         });
@@ -361,23 +404,64 @@ fn accept_loop<S>(
     }
 }
 
-/// `421 4.7.0` to an SMTP connection over the limit, without starting a session for it.
-fn refuse_busy_smtp(stream: &TcpStream, hostname: &str) {
+/// The greeting of an SMTP connection that gets no session, then close: `421 4.7.0`
+/// (busy, over a per-client limit, banned) or `554 5.7.1` (`--deny`).
+fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned) {
     let mut out = Vec::new();
-    let text = format!("{hostname} Too many connections, try again later");
-    Reply::new(421, EnhancedStatus::new(4, 7, 0), text).write_to(&mut out);
+    let reply = match turned {
+        Turned::Busy => Reply::new(
+            421,
+            EnhancedStatus::new(4, 7, 0),
+            format!("{hostname} Too many connections, try again later"),
+        ),
+        Turned::Defer(wait) => {
+            let (code, (class, subject, detail), text) = postern::limit::reply_too_many_connections();
+            let text = format!("{hostname} {}", retry_text(text, wait));
+            Reply::new(code, EnhancedStatus::new(class, subject, detail), text)
+        }
+        Turned::Refuse => Reply::new(
+            554,
+            EnhancedStatus::new(5, 7, 1),
+            format!("{hostname} Access denied, closing connection"),
+        ),
+    };
+    reply.write_to(&mut out);
     write_and_forget(stream, &out);
 }
 
-/// `-ERR [SYS/TEMP]` to a POP3 connection over the limit (RFC 3206: a temporary problem).
-fn refuse_busy_pop3(stream: &TcpStream) {
+/// `-ERR [SYS/TEMP]` (RFC 3206: a temporary problem) or `-ERR [AUTH]` (`--deny`) to a POP3
+/// connection that gets no session, then close.
+fn refuse_pop3(stream: &TcpStream, turned: Turned) {
+    use postern::pop3::{Reply, ResponseCode};
     let mut out = Vec::new();
-    let reply = postern::pop3::Reply::err(
-        Some(postern::pop3::ResponseCode::SysTemp),
-        "too many connections, try again later",
-    );
+    let reply = match turned {
+        Turned::Busy => Reply::err(Some(ResponseCode::SysTemp), "too many connections, try again later"),
+        Turned::Defer(wait) => Reply::err(
+            Some(ResponseCode::SysTemp),
+            format!("too many connections or errors, try again in {}s", admission::secs(wait)),
+        ),
+        Turned::Refuse => Reply::err(Some(ResponseCode::Auth), "access denied"),
+    };
     reply.write_to(&mut out);
     write_and_forget(stream, &out);
+}
+
+/// A library reply text with the wait: `..., try again later (in 42s)`.
+fn retry_text(text: &str, wait: Duration) -> String {
+    format!("{text} (in {}s)", admission::secs(wait))
+}
+
+/// A random seed for the limit tables' keyed hashes (so that a client cannot aim its
+/// keys at one bucket); falls back to the clock.
+fn seed() -> u64 {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into()),
+    }
 }
 
 /// Writes a last word to a connection that gets no session; errors do not matter.

@@ -30,12 +30,13 @@
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern::pop3::{AuthStart, Config, Event, Maildrop as _, Reply, ResponseCode, Session};
 use rustls::ServerConfig;
 
+use crate::admission::{self, Admission};
 use crate::log::Log;
 use crate::maildrop::{MaildirDrop, OpenError};
 use crate::shutdown::Shutdown;
@@ -65,6 +66,8 @@ pub(crate) struct Pop3Gateway {
     pub(crate) shutdown: Arc<Shutdown>,
     /// The TLS server configuration, for STLS and POP3S.
     pub(crate) tls: Arc<ServerConfig>,
+    /// The penalty box for failed logins; shared with every listener.
+    pub(crate) admission: Arc<Mutex<Admission>>,
 }
 
 /// The one reply to every failed login, whatever failed: an unknown user and a wrong
@@ -122,6 +125,7 @@ pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, pe
     let mut conn = Connection {
         gateway,
         log,
+        peer,
         session,
         transport,
         out: Vec::with_capacity(MESSAGE_CHUNK + 1024),
@@ -151,6 +155,7 @@ pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, pe
 struct Connection<'a> {
     gateway: &'a Pop3Gateway,
     log: Log,
+    peer: SocketAddr,
     session: Session,
     transport: Transport,
     /// Bytes from `poll_transmit`, written out and cleared at once.
@@ -166,6 +171,19 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
+    /// A failed login: counts against the client in the penalty box (`--auth-failures-ban`).
+    fn violation(&self) {
+        let decision =
+            admission::lock(&self.gateway.admission).record_violation(self.peer.ip(), Instant::now());
+        if let Some(wait) = decision.retry_after() {
+            self.log.line(format_args!(
+                "{} banned for {}s: failed logins",
+                self.peer.ip(),
+                admission::secs(wait)
+            ));
+        }
+    }
+
     fn run(&mut self) -> io::Result<()> {
         let mut input = Vec::with_capacity(READ_BUFFER);
         loop {
@@ -345,6 +363,7 @@ impl Connection<'_> {
         let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
         let (Some(authzid), Some(authcid), Some(password)) = (authzid, authcid, password) else {
             self.log.line(format_args!("AUTH PLAIN failed: malformed response"));
+            self.violation();
             decided(self.log, "AUTH", self.session.reject(invalid_credentials()));
             return;
         };
@@ -368,6 +387,7 @@ impl Connection<'_> {
         let Some(name) = name else {
             // Deliberately the same reply for an unknown user and a wrong password.
             log.line(format_args!("login failed: {how} for {user:?}: invalid credentials"));
+            self.violation();
             decided(log, how, self.session.reject(invalid_credentials()));
             return;
         };

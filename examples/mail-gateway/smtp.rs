@@ -21,12 +21,13 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use postern::smtp::{Address, Config, EnhancedStatus, Event, Reply, Session};
 use rustls::ServerConfig;
 
+use crate::admission::{self, Admission};
 use crate::log::Log;
 use crate::maildir::{Delivery, Maildir, Unique};
 use crate::policy::Policy;
@@ -55,6 +56,8 @@ pub(crate) struct Gateway {
     pub(crate) users: Arc<Users>,
     /// Set by Ctrl-C; shared with the POP3 side.
     pub(crate) shutdown: Arc<Shutdown>,
+    /// Per-client rates and the penalty box; shared with every listener.
+    pub(crate) admission: Arc<Mutex<Admission>>,
 }
 
 /// What one SMTP listener offers.
@@ -280,6 +283,13 @@ impl Connection<'_> {
             }
             Event::Rcpt(rcpt) => {
                 let to = rcpt.to.to_string();
+                let rate =
+                    admission::lock(&self.gateway.admission).check_rcpt(self.peer.ip(), Instant::now());
+                if let Some(wait) = rate.retry_after() {
+                    log.line(format_args!("RCPT TO:<{}> deferred: over --rcpt-rate", to.escape_debug()));
+                    decided(log, "RCPT", self.session.reject(rate_limited(wait)));
+                    return;
+                }
                 match self.recipient(&rcpt.to) {
                     Ok(mailbox) => {
                         log.line(format_args!(
@@ -299,6 +309,13 @@ impl Connection<'_> {
             }
             Event::DataStart { chunking } => {
                 let verb = if chunking { "BDAT" } else { "DATA" };
+                let rate =
+                    admission::lock(&self.gateway.admission).check_message(self.peer.ip(), Instant::now());
+                if let Some(wait) = rate.retry_after() {
+                    log.line(format_args!("{verb} deferred: over --msg-rate"));
+                    decided(log, verb, self.session.reject(rate_limited(wait)));
+                    return;
+                }
                 match self.begin_message() {
                     Ok(message) => {
                         log.line(format_args!(
@@ -434,6 +451,7 @@ impl Connection<'_> {
         let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
         else {
             log.line(format_args!("AUTH PLAIN failed: malformed response"));
+            self.violation();
             decided(log, "AUTH", self.session.auth_fail());
             return;
         };
@@ -454,8 +472,22 @@ impl Connection<'_> {
             None => {
                 // The same reply for an unknown user and a wrong password.
                 log.line(format_args!("AUTH PLAIN failed for {user:?}: invalid credentials"));
+                self.violation();
                 decided(log, "AUTH", self.session.auth_fail());
             }
+        }
+    }
+
+    /// A failed login: counts against the client in the penalty box (`--auth-failures-ban`).
+    fn violation(&self) {
+        let decision =
+            admission::lock(&self.gateway.admission).record_violation(self.peer.ip(), Instant::now());
+        if let Some(wait) = decision.retry_after() {
+            self.log.line(format_args!(
+                "{} banned for {}s: failed logins",
+                self.peer.ip(),
+                admission::secs(wait)
+            ));
         }
     }
 
@@ -481,6 +513,13 @@ fn decided(log: Log, what: &str, result: Result<(), postern::smtp::Error>) {
     if let Err(e) = result {
         log.line(format_args!("BUG: {what} decision refused by the session: {e}"));
     }
+}
+
+/// `450 4.7.1` with the wait: a command over a per-client rate (the session goes on).
+fn rate_limited(wait: Duration) -> Reply {
+    let (code, (class, subject, detail), text) = postern::limit::reply_rate_limited();
+    let text = format!("{text} (in {}s)", admission::secs(wait));
+    Reply::new(code, EnhancedStatus::new(class, subject, detail), text)
 }
 
 /// `451 4.3.0`: a local problem; the client keeps the message and retries later.
