@@ -51,6 +51,12 @@ impl<T: CountryLookup + ?Sized> CountryLookup for &T {
     }
 }
 
+impl<T: CountryLookup + ?Sized> CountryLookup for Box<T> {
+    fn country(&self, ip: IpAddr) -> Option<[u8; 2]> {
+        (**self).country(ip)
+    }
+}
+
 /// An error loading a [`RangeTable`]. Line numbers start at 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

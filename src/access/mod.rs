@@ -6,6 +6,7 @@
 //! - [`geofence`]: allowed and denied countries over a country lookup, and a CSV range table.
 //! - [`reputation`]: a decaying score per client from events, with a hard cap on clients.
 
+pub mod admission;
 pub mod cidr;
 pub mod exposure;
 pub mod geofence;

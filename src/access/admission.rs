@@ -1,0 +1,353 @@
+//! Admission control in one call at `accept()`: CIDR lists, the penalty box, reputation,
+//! geofence, per-client connection rate and concurrency.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use std::time::{Duration, Instant};
+//! use postern::access::admission::{Admission, AdmissionConfig, Admit};
+//! use postern::access::cidr::CidrList;
+//! use postern::limit::Gcra;
+//!
+//! let now = Instant::now();
+//! let mut config = AdmissionConfig::new(0x5eed);
+//! config.lists = Some(CidrList::parse("deny 192.0.2.0/24\nallow 198.51.100.7").unwrap());
+//! config.connection_rate = Some(Gcra::new(2, Duration::from_secs(60), 2).unwrap());
+//! let mut admission = Admission::new(config, now);
+//!
+//! let peer: IpAddr = "203.0.113.9".parse().unwrap();
+//! assert!(matches!(admission.admit(peer, 25, now), Admit::Accept { .. }));
+//! assert!(matches!(admission.admit(peer, 25, now), Admit::Accept { .. }));
+//! let third = admission.admit(peer, 25, now);
+//! assert!(matches!(third, Admit::Defer { .. }));
+//! assert_eq!(third.smtp_reply().unwrap().0, 421);
+//!
+//! let denied = admission.admit("192.0.2.1".parse().unwrap(), 25, now);
+//! assert_eq!(denied.smtp_reply().unwrap().0, 554);
+//! // Allow-listed clients bypass every limit.
+//! for _ in 0..10 {
+//!     assert!(admission.admit("198.51.100.7".parse().unwrap(), 25, now).is_accepted());
+//! }
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::cidr::{CidrList, Verdict};
+use super::geofence::{CountryLookup, GeoVerdict, Geofence};
+use super::reputation::{self, Reputation, Standing};
+use crate::limit::{
+    ClientKey, Decision, Gcra, KeyConfig, KeyedConcurrency, KeyedLimiter, KeyedPermit, PenaltyBox,
+    PenaltyConfig,
+};
+
+/// What [`Admission`] consists of. Every part is optional; a part left out admits.
+#[non_exhaustive]
+pub struct AdmissionConfig {
+    /// Allow/deny lists: an allow entry bypasses every other check, a deny entry refuses.
+    pub lists: Option<CidrList>,
+    /// New connections per client (a GCRA quota). Over it: [`Admit::Defer`].
+    pub connection_rate: Option<Gcra>,
+    /// Simultaneous connections per client. Over it: [`Admit::Defer`].
+    pub max_concurrent_per_client: Option<u32>,
+    /// Escalating bans after [`Admission::record_violation`]. Banned: [`Admit::Defer`].
+    pub penalty: Option<PenaltyConfig>,
+    /// Reputation: clients in [`Standing::Bad`] are refused.
+    pub reputation: Option<Reputation>,
+    /// A geofence; a denied country is refused.
+    pub geofence: Option<Geofence<Box<dyn CountryLookup + Send + Sync>>>,
+    /// Clients tracked by the rate and penalty tables (a hard cap).
+    pub table_capacity: usize,
+    /// Random bytes from the application (seeds the tables' hash so that an attacker
+    /// cannot aim keys at one bucket).
+    pub seed: u64,
+    /// How client addresses are grouped (IPv4 /32 and IPv6 /64 by default).
+    pub key_config: KeyConfig,
+}
+
+impl AdmissionConfig {
+    /// Nothing configured (everything admitted), with a table cap of 100 000 clients.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self {
+            lists: None,
+            connection_rate: None,
+            max_concurrent_per_client: None,
+            penalty: None,
+            reputation: None,
+            geofence: None,
+            table_capacity: 100_000,
+            seed,
+            key_config: KeyConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for AdmissionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmissionConfig")
+            .field("lists", &self.lists.as_ref().map(CidrList::len))
+            .field("connection_rate", &self.connection_rate)
+            .field("max_concurrent_per_client", &self.max_concurrent_per_client)
+            .field("penalty", &self.penalty.is_some())
+            .field("reputation", &self.reputation.is_some())
+            .field("geofence", &self.geofence.is_some())
+            .field("table_capacity", &self.table_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client was deferred (a temporary condition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeferReason {
+    /// Too many new connections.
+    ConnectionRate,
+    /// Too many simultaneous connections.
+    Concurrency,
+    /// Banned by the penalty box.
+    Banned,
+}
+
+/// Why a client was refused (a policy decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// A deny entry of the CIDR lists.
+    Denied,
+    /// Reputation in [`Standing::Bad`].
+    Reputation,
+    /// A denied (or unknown, if so configured) country.
+    Country(Option<[u8; 2]>),
+}
+
+/// The decision of [`Admission::admit`].
+#[derive(Debug)]
+#[must_use]
+pub enum Admit {
+    /// Serve the client. Keep `permit` for the connection's lifetime: dropping it frees the
+    /// client's concurrency slot.
+    Accept {
+        /// The concurrency permit, if concurrency is limited.
+        permit: Option<KeyedPermit>,
+    },
+    /// Not now: answer with a transient error and close (`421 4.7.0` in SMTP).
+    Defer {
+        /// When the client may try again.
+        retry_after: Duration,
+        /// Why.
+        reason: DeferReason,
+    },
+    /// Not at all: answer with a permanent error (`554 5.7.1` in SMTP, RFC 5321 §3.1) and
+    /// serve only QUIT, or close.
+    Refuse {
+        /// Why.
+        reason: RefuseReason,
+    },
+}
+
+impl Admit {
+    /// `true` for [`Admit::Accept`].
+    #[must_use]
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Self::Accept { .. })
+    }
+
+    /// The SMTP greeting to send instead of `220` (code, enhanced status, text), or `None`
+    /// when accepted.
+    #[must_use]
+    pub fn smtp_reply(&self) -> Option<(u16, (u8, u16, u16), String)> {
+        match self {
+            Self::Accept { .. } => None,
+            Self::Defer { retry_after, reason } => {
+                let why = match reason {
+                    DeferReason::ConnectionRate => "too many connections",
+                    DeferReason::Concurrency => "too many simultaneous connections",
+                    DeferReason::Banned => "temporarily blocked",
+                };
+                let secs = retry_after.as_secs().max(1);
+                Some((421, (4, 7, 0), format!("Error: {why}, try again in {secs} s")))
+            }
+            Self::Refuse { .. } => Some((554, (5, 7, 1), "Error: access denied".to_owned())),
+        }
+    }
+
+    /// The POP3 response to send before closing (`-ERR [SYS/TEMP] ...` when deferred,
+    /// `-ERR [AUTH] ...` when refused), or `None` when accepted.
+    #[must_use]
+    pub fn pop3_text(&self) -> Option<String> {
+        match self {
+            Self::Accept { .. } => None,
+            Self::Defer { retry_after, .. } => {
+                Some(format!("-ERR [SYS/TEMP] try again in {} s", retry_after.as_secs().max(1)))
+            }
+            Self::Refuse { .. } => Some("-ERR [AUTH] access denied".to_owned()),
+        }
+    }
+}
+
+/// Admission control for one listener or a whole server (see the [module](self) docs).
+pub struct Admission {
+    lists: Option<CidrList>,
+    rate: Option<KeyedLimiter<Gcra>>,
+    concurrency: Option<KeyedConcurrency>,
+    penalty: Option<PenaltyBox>,
+    reputation: Option<Reputation>,
+    geofence: Option<Geofence<Box<dyn CountryLookup + Send + Sync>>>,
+    keys: KeyConfig,
+}
+
+impl Admission {
+    /// Builds the checks. `epoch` is the earliest instant later calls will pass.
+    #[must_use]
+    pub fn new(config: AdmissionConfig, epoch: Instant) -> Self {
+        let cap = config.table_capacity.max(1);
+        let keys = config.key_config;
+        Self {
+            lists: config.lists,
+            rate: config
+                .connection_rate
+                .map(|g| KeyedLimiter::new(g, cap, config.seed, epoch).with_key_config(keys)),
+            concurrency: config
+                .max_concurrent_per_client
+                .map(|max| KeyedConcurrency::new(max, cap.min(1 << 16), config.seed ^ 0x9e37_79b9_7f4a_7c15)),
+            penalty: config.penalty.map(|p| PenaltyBox::new(p, cap, config.seed.rotate_left(17), epoch)),
+            reputation: config.reputation,
+            geofence: config.geofence,
+            keys,
+        }
+    }
+
+    /// Decides about a new connection from `peer` on `local_port` at `now`. Order: the
+    /// allow list (bypasses everything), the deny list, the penalty box, the geofence,
+    /// reputation, the connection rate, concurrency.
+    pub fn admit(&mut self, peer: IpAddr, local_port: u16, now: Instant) -> Admit {
+        let _ = local_port; // Reserved for per-port policies; every port is treated alike.
+        match self.lists.as_ref().and_then(|l| l.verdict(peer)) {
+            Some(Verdict::Allow) => return Admit::Accept { permit: None },
+            Some(Verdict::Deny) => return Admit::Refuse { reason: RefuseReason::Denied },
+            _ => {}
+        }
+        let key = ClientKey::from_ip(peer, &self.keys);
+        if let Some(Decision::Deny { retry_after }) = self.penalty.as_ref().map(|p| p.check(key, now)) {
+            return Admit::Defer { retry_after, reason: DeferReason::Banned };
+        }
+        if let Some(GeoVerdict::Denied { country }) = self.geofence.as_ref().map(|g| g.check(peer)) {
+            return Admit::Refuse { reason: RefuseReason::Country(country) };
+        }
+        if self.reputation.as_ref().map(|r| r.standing(reputation::ClientKey::from_ip(peer), now))
+            == Some(Standing::Bad)
+        {
+            return Admit::Refuse { reason: RefuseReason::Reputation };
+        }
+        if let Some(Decision::Deny { retry_after }) = self.rate.as_mut().map(|r| r.check(key, now)) {
+            return Admit::Defer { retry_after, reason: DeferReason::ConnectionRate };
+        }
+        let permit = match &self.concurrency {
+            Some(c) => match c.try_acquire(&key) {
+                Some(p) => Some(p),
+                None => {
+                    return Admit::Defer {
+                        retry_after: Duration::from_secs(1),
+                        reason: DeferReason::Concurrency,
+                    };
+                }
+            },
+            None => None,
+        };
+        Admit::Accept { permit }
+    }
+
+    /// Records a violation by `peer` (a failed AUTH, a protocol violation): feeds the
+    /// penalty box (and reputation, as a protocol error). Returns the penalty box's verdict:
+    /// `Deny` when the client is banned from now on.
+    pub fn record_violation(&mut self, peer: IpAddr, now: Instant) -> Decision {
+        if let Some(r) = self.reputation.as_mut() {
+            let _ = r.record(reputation::ClientKey::from_ip(peer), reputation::Event::ProtocolError, now);
+        }
+        let key = ClientKey::from_ip(peer, &self.keys);
+        self.penalty.as_mut().map_or(Decision::Allow, |p| p.violation(key, now))
+    }
+
+    /// Records a reputation event for `peer` (no effect without reputation configured).
+    pub fn record(&mut self, peer: IpAddr, event: reputation::Event, now: Instant) -> Option<Standing> {
+        self.reputation.as_mut().map(|r| r.record(reputation::ClientKey::from_ip(peer), event, now))
+    }
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("lists", &self.lists.as_ref().map(CidrList::len))
+            .field("rate", &self.rate.as_ref().map(KeyedLimiter::len))
+            .field("concurrency", &self.concurrency.is_some())
+            .field("penalty", &self.penalty.is_some())
+            .field("reputation", &self.reputation.as_ref().map(Reputation::len))
+            .field("geofence", &self.geofence.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a real Instant is the base of the virtual clock
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn concurrency_permits_are_released_on_drop() {
+        let now = Instant::now();
+        let mut c = AdmissionConfig::new(1);
+        c.max_concurrent_per_client = Some(2);
+        let mut a = Admission::new(c, now);
+        let first = a.admit(ip("192.0.2.1"), 25, now);
+        let second = a.admit(ip("192.0.2.1"), 25, now);
+        assert!(first.is_accepted() && second.is_accepted());
+        let third = a.admit(ip("192.0.2.1"), 25, now);
+        assert!(matches!(third, Admit::Defer { reason: DeferReason::Concurrency, .. }));
+        // Another client is not affected.
+        assert!(a.admit(ip("192.0.2.2"), 25, now).is_accepted());
+        drop(first);
+        assert!(a.admit(ip("192.0.2.1"), 25, now).is_accepted());
+    }
+
+    #[test]
+    fn violations_lead_to_a_ban_that_expires() {
+        let now = Instant::now();
+        let mut c = AdmissionConfig::new(2);
+        c.penalty = Some(PenaltyConfig::default());
+        let mut a = Admission::new(c, now);
+        let peer = ip("2001:db8::1");
+        let mut banned = false;
+        for _ in 0..10 {
+            banned |= !a.record_violation(peer, now).is_allowed();
+        }
+        assert!(banned);
+        let deferred = a.admit(peer, 587, now);
+        let Admit::Defer { retry_after, reason: DeferReason::Banned } = deferred else {
+            panic!("{deferred:?}")
+        };
+        assert!(deferred.pop3_text().unwrap().starts_with("-ERR [SYS/TEMP]"));
+        // The same /64 is the same client.
+        assert!(!a.admit(ip("2001:db8::2"), 587, now).is_accepted());
+        assert!(a.admit(peer, 587, now + retry_after).is_accepted());
+    }
+
+    #[test]
+    fn bad_reputation_is_refused() {
+        let now = Instant::now();
+        let mut c = AdmissionConfig::new(3);
+        c.reputation = Some(Reputation::new(reputation::ReputationConfig::default()).unwrap());
+        let mut a = Admission::new(c, now);
+        let peer = ip("198.51.100.1");
+        for _ in 0..5 {
+            let _ = a.record(peer, reputation::Event::SpamVerdict, now);
+        }
+        let refused = a.admit(peer, 25, now);
+        assert!(matches!(refused, Admit::Refuse { reason: RefuseReason::Reputation }));
+        assert_eq!(refused.smtp_reply().unwrap().0, 554);
+    }
+}
