@@ -98,7 +98,7 @@ fn denied_network_gets_554_and_others_are_served() {
     assert!(served[0].1.starts_with("220 "), "other client: {:?}", served[0]);
     let (line, _) = greet(gw.addr);
     assert!(line.starts_with("220 "), "127.0.0.1: {line:?}");
-    assert!(gw.log().contains("refused 127.0.0.3:"), "{}", gw.log());
+    assert!(gw.log().contains("127.0.0.3") && gw.log().contains("refused: Denied"), "{}", gw.log());
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn flood_is_refused_fast_while_a_well_behaved_client_delivers() {
     );
     assert!(slowest < 100.0, "a refusal took {slowest} ms");
     assert!(
-        flood.iter().filter(|(_, l)| l.starts_with("421")).all(|(_, l)| l.contains("try again later (in ")),
+        flood.iter().filter(|(_, l)| l.starts_with("421")).all(|(_, l)| l.contains("try again in ")),
         "refusals say when to retry"
     );
     assert_eq!(delivered, 3);
@@ -181,7 +181,7 @@ fn failed_logins_get_the_client_deferred() {
     }
     // Banned: the next connections, SMTP or POP3, are deferred with the wait.
     let (smtp, _) = greet(gw.submission_addr);
-    assert!(smtp.starts_with("421 4.7.0 ") && smtp.contains("in 60s"), "after 3 failures: {smtp:?}");
+    assert!(smtp.starts_with("421 4.7.0 ") && smtp.contains("try again in "), "after 3 failures: {smtp:?}");
     let (mx, _) = greet(gw.addr);
     assert!(mx.starts_with("421 4.7.0 "), "the MX port too: {mx:?}");
     let (pop3, _) = greet(gw.pop3_addr);

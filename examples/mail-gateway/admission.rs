@@ -1,35 +1,25 @@
-//! Admission control: who may connect, how often, how many at once, and the per-client
-//! recipient and message rates, built from `postern::limit` and `postern::access::cidr`.
+//! Admission control: who may connect, how often, how many at once
+//! ([`postern::access::admission::Admission`]), and the per-client recipient and message
+//! rates (GCRA [`KeyedLimiter`]s), configured from the command line.
 //!
-//! One [`Admission`] behind a `Mutex` is shared by every listener. At accept, before a
-//! session starts, [`Admission::admit`] decides in this order:
-//!
-//! 1. `--deny`/`--allow` (longest prefix wins): denied → [`Admit::Refuse`] (SMTP `554 5.7.1`,
-//!    POP3 `-ERR [AUTH]`); allowed → accepted without any limit;
-//! 2. the penalty box (`--auth-failures-ban`): banned → [`Admit::Defer`];
-//! 3. the connection rate (`--conn-rate`, GCRA per client): over → [`Admit::Defer`];
-//! 4. the connections at once (`--max-conn-per-ip`): over → [`Admit::Defer`].
-//!
-//! Deferred clients get SMTP `421 4.7.0` or POP3 `-ERR [SYS/TEMP]` with the wait in
-//! seconds, and the connection is closed. A client is its IPv4 address (/32) or its IPv6
-//! /64.
+//! One [`GatewayAdmission`] behind a `Mutex` is shared by every listener. At accept,
+//! before a session starts, [`Admission::admit`] decides in this order: `--allow` (no
+//! limits at all) and `--deny` (longest prefix wins; denied: SMTP `554 5.7.1`, POP3
+//! `-ERR [AUTH]`), the penalty box (`--auth-failures-ban`), the connection rate
+//! (`--conn-rate`), the connections at once (`--max-conn-per-ip`). Deferred clients get
+//! SMTP `421 4.7.0` or POP3 `-ERR [SYS/TEMP]` with the wait in seconds, and the
+//! connection is closed. A client is its IPv4 address (/32) or its IPv6 /64.
 
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use postern::access::admission::{Admission, AdmissionConfig, Admit};
 use postern::access::cidr::{CidrList, Verdict};
-use postern::limit::{
-    ClientKey, Decision, Gcra, KeyConfig, KeyedConcurrency, KeyedLimiter, KeyedPermit, PenaltyBox,
-    PenaltyConfig,
-};
+use postern::limit::{ClientKey, Decision, Gcra, KeyConfig, KeyedLimiter, PenaltyConfig};
 
 /// Keys tracked per table; the oldest idle ones are evicted past this.
 const TABLE_CAPACITY: usize = 65_536;
-/// Counters per row of the concurrency sketch.
-const CONCURRENCY_WIDTH: usize = 4096;
-/// What a client over `--max-conn-per-ip` is told to wait.
-const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
 /// A rate: `count` per `period` (bursts of up to `count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,119 +68,59 @@ pub(crate) struct Settings {
     pub(crate) auth_failures_ban: bool,
 }
 
-/// Why a client is told to come back later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeferReason {
-    /// In the penalty box (too many failed logins).
-    Banned,
-    /// Over `--conn-rate`.
-    ConnectionRate,
-    /// Over `--max-conn-per-ip`.
-    Concurrency,
-}
-
-/// The decision at accept.
-#[derive(Debug)]
-pub(crate) enum Admit {
-    /// Serve it; hold the permit for the connection's life.
-    Accept {
-        /// The place in `--max-conn-per-ip`, if that limit is on.
-        permit: Option<KeyedPermit>,
-    },
-    /// Come back later: `421 4.7.0` / `-ERR [SYS/TEMP]`, then close.
-    Defer {
-        /// The wait.
-        retry_after: Duration,
-        /// Which limit.
-        reason: DeferReason,
-    },
-    /// Never: `554 5.7.1` / `-ERR [AUTH]`, then close.
-    Refuse,
-}
-
 /// Whole seconds, rounded up, at least 1 (for a reply text).
 pub(crate) fn secs(d: Duration) -> u64 {
     d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-/// The shared admission state.
+/// The shared admission state: the library's [`Admission`] and the per-client rates.
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub(crate) struct GatewayAdmission {
+    admission: Admission,
+    /// `--allow`/`--deny`, again: allowed clients are exempt from the rates too.
     lists: Option<CidrList>,
     keys: KeyConfig,
-    conn_rate: Option<KeyedLimiter<Gcra>>,
-    concurrency: Option<KeyedConcurrency>,
-    penalty: Option<PenaltyBox>,
     rcpt_rate: Option<KeyedLimiter<Gcra>>,
     msg_rate: Option<KeyedLimiter<Gcra>>,
 }
 
-impl Admission {
+impl GatewayAdmission {
     /// Builds the limits; `seed` keys the tables' hashes (random in production).
-    pub(crate) fn new(settings: &Settings, seed: u64, epoch: Instant) -> Admission {
+    pub(crate) fn new(settings: &Settings, seed: u64, epoch: Instant) -> GatewayAdmission {
+        let mut config = AdmissionConfig::new(seed);
+        config.lists.clone_from(&settings.lists);
+        config.connection_rate = settings.conn_rate.map(Rate::gcra);
+        config.max_concurrent_per_client = settings.max_conn_per_ip;
+        config.penalty = settings.auth_failures_ban.then(PenaltyConfig::default);
+        config.table_capacity = TABLE_CAPACITY;
         let limiter = |rate: Option<Rate>, salt: u64| {
             rate.map(|r| KeyedLimiter::new(r.gcra(), TABLE_CAPACITY, seed ^ salt, epoch))
         };
-        Admission {
+        GatewayAdmission {
+            admission: Admission::new(config, epoch),
             lists: settings.lists.clone(),
             keys: KeyConfig::default(),
-            conn_rate: limiter(settings.conn_rate, 1),
-            concurrency: settings
-                .max_conn_per_ip
-                .map(|n| KeyedConcurrency::new(n, CONCURRENCY_WIDTH, seed ^ 2)),
-            penalty: settings
-                .auth_failures_ban
-                .then(|| PenaltyBox::new(PenaltyConfig::default(), TABLE_CAPACITY, seed ^ 3, epoch)),
-            rcpt_rate: limiter(settings.rcpt_rate, 4),
-            msg_rate: limiter(settings.msg_rate, 5),
+            rcpt_rate: limiter(settings.rcpt_rate, 0x5a5a_0001),
+            msg_rate: limiter(settings.msg_rate, 0x5a5a_0002),
         }
-    }
-
-    fn key(&self, peer: IpAddr) -> ClientKey {
-        ClientKey::from_ip(peer, &self.keys)
     }
 
     fn exempt(&self, peer: IpAddr) -> bool {
         self.lists.as_ref().and_then(|l| l.verdict(peer)) == Some(Verdict::Allow)
     }
 
-    /// The decision for a new connection from `peer`.
-    pub(crate) fn admit(&mut self, peer: IpAddr, now: Instant) -> Admit {
-        match self.lists.as_ref().and_then(|l| l.verdict(peer)) {
-            Some(Verdict::Deny) => return Admit::Refuse,
-            Some(Verdict::Allow) => return Admit::Accept { permit: None },
-            None => {}
-        }
-        let key = self.key(peer);
-        if let Some(penalty) = &self.penalty
-            && let Decision::Deny { retry_after } = penalty.check(key, now)
-        {
-            return Admit::Defer { retry_after, reason: DeferReason::Banned };
-        }
-        if let Some(rate) = &mut self.conn_rate
-            && let Decision::Deny { retry_after } = rate.check(key, now)
-        {
-            return Admit::Defer { retry_after, reason: DeferReason::ConnectionRate };
-        }
-        match &self.concurrency {
-            None => Admit::Accept { permit: None },
-            Some(c) => match c.try_acquire(&key) {
-                Some(permit) => Admit::Accept { permit: Some(permit) },
-                None => Admit::Defer { retry_after: CONCURRENCY_RETRY, reason: DeferReason::Concurrency },
-            },
-        }
+    /// The decision for a new connection from `peer` on `local_port`.
+    pub(crate) fn admit(&mut self, peer: IpAddr, local_port: u16, now: Instant) -> Admit {
+        self.admission.admit(peer, local_port, now)
     }
 
     /// A failed login from `peer`: feeds the penalty box (if on). `Deny` once banned.
+    /// `--allow`ed clients are never banned.
     pub(crate) fn record_violation(&mut self, peer: IpAddr, now: Instant) -> Decision {
         if self.exempt(peer) {
             return Decision::Allow;
         }
-        let key = self.key(peer);
-        match &mut self.penalty {
-            Some(penalty) => penalty.violation(key, now),
-            None => Decision::Allow,
-        }
+        self.admission.record_violation(peer, now)
     }
 
     /// One recipient from `peer` against `--rcpt-rate`.
@@ -198,7 +128,7 @@ impl Admission {
         if self.exempt(peer) {
             return Decision::Allow;
         }
-        let key = self.key(peer);
+        let key = ClientKey::from_ip(peer, &self.keys);
         self.rcpt_rate.as_mut().map_or(Decision::Allow, |l| l.check(key, now))
     }
 
@@ -207,14 +137,14 @@ impl Admission {
         if self.exempt(peer) {
             return Decision::Allow;
         }
-        let key = self.key(peer);
+        let key = ClientKey::from_ip(peer, &self.keys);
         self.msg_rate.as_mut().map_or(Decision::Allow, |l| l.check(key, now))
     }
 }
 
 /// The shared admission state, locked (a poisoned lock is still usable: the tables stay
 /// consistent across a panic elsewhere).
-pub(crate) fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
+pub(crate) fn lock(admission: &Mutex<GatewayAdmission>) -> MutexGuard<'_, GatewayAdmission> {
     admission.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

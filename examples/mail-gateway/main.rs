@@ -52,7 +52,9 @@ use std::time::{Duration, Instant};
 
 use postern::smtp::{Config, EnhancedStatus, Reply};
 
-use crate::admission::{Admission, Admit};
+use postern::access::admission::Admit;
+
+use crate::admission::GatewayAdmission;
 use crate::log::Log;
 use crate::maildir::Maildir;
 use crate::policy::Policy;
@@ -136,7 +138,7 @@ fn run(args: cli::Args) -> io::Result<()> {
     }
 
     let shutdown = Arc::new(Shutdown::new(args.grace));
-    let admission = Arc::new(Mutex::new(Admission::new(&args.admission, seed(), Instant::now())));
+    let admission = Arc::new(Mutex::new(GatewayAdmission::new(&args.admission, seed(), Instant::now())));
     let users = Arc::new(Users::new(&args.users));
     let pop3 = Arc::new(Pop3Gateway {
         config: Arc::new(pop3_config),
@@ -303,18 +305,16 @@ fn run(args: cli::Args) -> io::Result<()> {
 }
 
 /// Why a connection gets no session.
-#[derive(Debug, Clone, Copy)]
-enum Turned {
+#[derive(Debug)]
+enum Turned<'a> {
     /// [`MAX_CONNECTIONS`] on this listener already.
     Busy,
-    /// A per-client limit or a ban: come back after this.
-    Defer(Duration),
-    /// `--deny`.
-    Refuse,
+    /// Deferred (a per-client limit, a ban) or refused (`--deny`) by admission control.
+    Admission(&'a Admit),
 }
 
 /// Accepts connections until shutdown, one thread each (`serve(stream, peer, id)`),
-/// for the clients [`Admission::admit`] accepts, at most [`MAX_CONNECTIONS`] at once
+/// for the clients [`GatewayAdmission::admit`] accepts, at most [`MAX_CONNECTIONS`] at once
 /// (`refuse` answers the others, on the accept thread: a flood costs no threads). Then
 /// closes the listener and waits for the running sessions: each ends by itself within
 /// the grace period.
@@ -323,8 +323,8 @@ fn accept_loop<S>(
     listener: TcpListener,
     shutdown: &Shutdown,
     ids: &AtomicU64,
-    admission: &Mutex<Admission>,
-    refuse: impl Fn(&TcpStream, Turned),
+    admission: &Mutex<GatewayAdmission>,
+    refuse: impl Fn(&TcpStream, Turned<'_>),
     serve: S,
 ) where
     S: Fn(TcpStream, SocketAddr, u64) + Send + Sync + 'static,
@@ -353,20 +353,20 @@ fn accept_loop<S>(
             }
         };
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        let decision = admission::lock(admission).admit(peer.ip(), Instant::now());
+        let local_port = listener.local_addr().map_or(0, |a| a.port());
+        let decision = admission::lock(admission).admit(peer.ip(), local_port, Instant::now());
         let permit = match decision {
             Admit::Accept { permit } => permit,
-            Admit::Defer { retry_after, reason } => {
-                refuse(&stream, Turned::Defer(retry_after));
-                Log::conn(id).line(format_args!(
-                    "deferred {peer} on {protocol}: {reason:?}, retry in {}s",
-                    admission::secs(retry_after)
-                ));
-                continue;
-            }
-            Admit::Refuse => {
-                refuse(&stream, Turned::Refuse);
-                Log::conn(id).line(format_args!("refused {peer} on {protocol}: denied (--deny)"));
+            turned => {
+                refuse(&stream, Turned::Admission(&turned));
+                let why = match &turned {
+                    Admit::Defer { retry_after, reason } => {
+                        format!("deferred: {reason:?}, retry in {}s", admission::secs(*retry_after))
+                    }
+                    Admit::Refuse { reason } => format!("refused: {reason:?}"),
+                    Admit::Accept { .. } => String::new(),
+                };
+                Log::conn(id).line(format_args!("{peer} on {protocol} {why}"));
                 continue;
             }
         };
@@ -406,7 +406,7 @@ fn accept_loop<S>(
 
 /// The greeting of an SMTP connection that gets no session, then close: `421 4.7.0`
 /// (busy, over a per-client limit, banned) or `554 5.7.1` (`--deny`).
-fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned) {
+fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned<'_>) {
     let mut out = Vec::new();
     let reply = match turned {
         Turned::Busy => Reply::new(
@@ -414,16 +414,11 @@ fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned) {
             EnhancedStatus::new(4, 7, 0),
             format!("{hostname} Too many connections, try again later"),
         ),
-        Turned::Defer(wait) => {
-            let (code, (class, subject, detail), text) = postern::limit::reply_too_many_connections();
-            let text = format!("{hostname} {}", retry_text(text, wait));
-            Reply::new(code, EnhancedStatus::new(class, subject, detail), text)
+        Turned::Admission(admit) => {
+            let Some((code, (class, subject, detail), text)) = admit.smtp_reply() else { return };
+            // RFC 5321 section 4.2: a greeting (or its replacement) starts with our name.
+            Reply::new(code, EnhancedStatus::new(class, subject, detail), format!("{hostname} {text}"))
         }
-        Turned::Refuse => Reply::new(
-            554,
-            EnhancedStatus::new(5, 7, 1),
-            format!("{hostname} Access denied, closing connection"),
-        ),
     };
     reply.write_to(&mut out);
     write_and_forget(stream, &out);
@@ -431,24 +426,21 @@ fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned) {
 
 /// `-ERR [SYS/TEMP]` (RFC 3206: a temporary problem) or `-ERR [AUTH]` (`--deny`) to a POP3
 /// connection that gets no session, then close.
-fn refuse_pop3(stream: &TcpStream, turned: Turned) {
-    use postern::pop3::{Reply, ResponseCode};
+fn refuse_pop3(stream: &TcpStream, turned: Turned<'_>) {
     let mut out = Vec::new();
-    let reply = match turned {
-        Turned::Busy => Reply::err(Some(ResponseCode::SysTemp), "too many connections, try again later"),
-        Turned::Defer(wait) => Reply::err(
-            Some(ResponseCode::SysTemp),
-            format!("too many connections or errors, try again in {}s", admission::secs(wait)),
-        ),
-        Turned::Refuse => Reply::err(Some(ResponseCode::Auth), "access denied"),
-    };
-    reply.write_to(&mut out);
+    match turned {
+        Turned::Busy => postern::pop3::Reply::err(
+            Some(postern::pop3::ResponseCode::SysTemp),
+            "too many connections, try again later",
+        )
+        .write_to(&mut out),
+        Turned::Admission(admit) => {
+            let Some(line) = admit.pop3_text() else { return };
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     write_and_forget(stream, &out);
-}
-
-/// A library reply text with the wait: `..., try again later (in 42s)`.
-fn retry_text(text: &str, wait: Duration) -> String {
-    format!("{text} (in {}s)", admission::secs(wait))
 }
 
 /// A random seed for the limit tables' keyed hashes (so that a client cannot aim its

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use postern::pop3::{AuthStart, Config, Event, Maildrop as _, Reply, ResponseCode, Session};
 use rustls::ServerConfig;
 
-use crate::admission::{self, Admission};
+use crate::admission::{self, GatewayAdmission};
 use crate::log::Log;
 use crate::maildrop::{MaildirDrop, OpenError};
 use crate::shutdown::Shutdown;
@@ -67,7 +67,7 @@ pub(crate) struct Pop3Gateway {
     /// The TLS server configuration, for STLS and POP3S.
     pub(crate) tls: Arc<ServerConfig>,
     /// The penalty box for failed logins; shared with every listener.
-    pub(crate) admission: Arc<Mutex<Admission>>,
+    pub(crate) admission: Arc<Mutex<GatewayAdmission>>,
 }
 
 /// The one reply to every failed login, whatever failed: an unknown user and a wrong

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use postern::smtp::{Address, Config, EnhancedStatus, Event, Reply, Session};
 use rustls::ServerConfig;
 
-use crate::admission::{self, Admission};
+use crate::admission::{self, GatewayAdmission};
 use crate::log::Log;
 use crate::maildir::{Delivery, Maildir, Unique};
 use crate::policy::Policy;
@@ -57,7 +57,7 @@ pub(crate) struct Gateway {
     /// Set by Ctrl-C; shared with the POP3 side.
     pub(crate) shutdown: Arc<Shutdown>,
     /// Per-client rates and the penalty box; shared with every listener.
-    pub(crate) admission: Arc<Mutex<Admission>>,
+    pub(crate) admission: Arc<Mutex<GatewayAdmission>>,
 }
 
 /// What one SMTP listener offers.
