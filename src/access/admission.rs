@@ -165,7 +165,7 @@ impl Admit {
                     DeferReason::Concurrency => "too many simultaneous connections",
                     DeferReason::Banned => "temporarily blocked",
                 };
-                let secs = retry_after.as_secs().max(1);
+                let secs = ceil_secs(*retry_after);
                 Some((421, (4, 7, 0), format!("Error: {why}, try again in {secs} s")))
             }
             Self::Refuse { .. } => Some((554, (5, 7, 1), "Error: access denied".to_owned())),
@@ -179,11 +179,16 @@ impl Admit {
         match self {
             Self::Accept { .. } => None,
             Self::Defer { retry_after, .. } => {
-                Some(format!("-ERR [SYS/TEMP] try again in {} s", retry_after.as_secs().max(1)))
+                Some(format!("-ERR [SYS/TEMP] try again in {} s", ceil_secs(*retry_after)))
             }
             Self::Refuse { .. } => Some("-ERR [AUTH] access denied".to_owned()),
         }
     }
+}
+
+/// Whole seconds, rounded up (a client told "59 s" of a 59.5 s wait would come back early).
+fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 /// Admission control for one listener or a whole server (see the [module](self) docs).
@@ -240,9 +245,7 @@ impl Admission {
         {
             return Admit::Refuse { reason: RefuseReason::Reputation };
         }
-        if let Some(Decision::Deny { retry_after }) = self.rate.as_mut().map(|r| r.check(key, now)) {
-            return Admit::Defer { retry_after, reason: DeferReason::ConnectionRate };
-        }
+        // Concurrency first: a client deferred for it does not use up its connection rate.
         let permit = match &self.concurrency {
             Some(c) => match c.try_acquire(&key) {
                 Some(p) => Some(p),
@@ -255,18 +258,32 @@ impl Admission {
             },
             None => None,
         };
+        if let Some(Decision::Deny { retry_after }) = self.rate.as_mut().map(|r| r.check(key, now)) {
+            // `permit` is dropped here: the slot is free again.
+            return Admit::Defer { retry_after, reason: DeferReason::ConnectionRate };
+        }
         Admit::Accept { permit }
     }
 
     /// Records a violation by `peer` (a failed AUTH, a protocol violation): feeds the
     /// penalty box (and reputation, as a protocol error). Returns the penalty box's verdict:
     /// `Deny` when the client is banned from now on.
+    /// Allow-listed clients are never penalised.
     pub fn record_violation(&mut self, peer: IpAddr, now: Instant) -> Decision {
+        if self.is_allow_listed(peer) {
+            return Decision::Allow;
+        }
         if let Some(r) = self.reputation.as_mut() {
             let _ = r.record(reputation::ClientKey::from_ip(peer), reputation::Event::ProtocolError, now);
         }
         let key = ClientKey::from_ip(peer, &self.keys);
         self.penalty.as_mut().map_or(Decision::Allow, |p| p.violation(key, now))
+    }
+
+    /// `true` if the allow list covers `peer` (it bypasses every limit).
+    #[must_use]
+    pub fn is_allow_listed(&self, peer: IpAddr) -> bool {
+        self.lists.as_ref().and_then(|l| l.verdict(peer)) == Some(Verdict::Allow)
     }
 
     /// Records a reputation event for `peer` (no effect without reputation configured).
