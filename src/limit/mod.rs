@@ -41,13 +41,14 @@
 //! assert!(limiter.len() <= limiter.capacity());
 //! ```
 //!
-//! Distributed mode (a shared store such as Redis) is not implemented yet: every limiter
-//! here is local to one process.
+//! Distributed mode: [`DistributedGcra`] keeps a GCRA's state in Redis, shared by a cluster,
+//! without I/O here (the library builds the command and interprets the reply).
 
 use std::time::{Duration, Instant};
 
 mod algo;
 mod concurrency;
+mod distributed;
 mod key;
 mod penalty;
 mod table;
@@ -56,6 +57,10 @@ pub use algo::{
     Algorithm, FixedWindow, FixedWindowState, Gcra, GcraState, Limiter, SlidingWindow, WindowState,
 };
 pub use concurrency::{Concurrency, KeyedConcurrency, KeyedPermit, Permit};
+pub use distributed::{
+    DistributedError, DistributedGcra, MAX_ARRAY_LEN, MAX_BULK_LEN, MAX_DEPTH, MAX_LINE_LEN, RedisCommand,
+    RedisReply, encode_command,
+};
 pub use key::{Allowlist, ClientKey, KeyConfig};
 pub use penalty::{
     PenaltyBox, PenaltyConfig, PenaltyState, Scope, SmtpReply, reply_congestion, reply_rate_limited,
