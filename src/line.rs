@@ -162,6 +162,26 @@ impl LineFramer {
     }
 }
 
+/// Drops the first `n` bytes of a session's input buffer, wiping them first: consumed
+/// input may hold a password (POP3 `PASS`) or a SASL response, which must not linger in
+/// the buffer's spare capacity after it was handed over in a zeroizing type.
+pub(crate) fn consume_wiping(buf: &mut Vec<u8>, n: usize) {
+    let n = wipe_prefix(buf, n);
+    buf.drain(..n);
+}
+
+/// Zeroes the first `n` bytes (at most all of them); returns how many.
+fn wipe_prefix(buf: &mut [u8], n: usize) -> usize {
+    let n = n.min(buf.len());
+    zeroize::Zeroize::zeroize(buf.get_mut(..n).unwrap_or_default());
+    n
+}
+
+/// Empties a session's input buffer, wiping its whole capacity.
+pub(crate) fn wipe(buf: &mut Vec<u8>) {
+    zeroize::Zeroize::zeroize(buf);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +230,23 @@ mod tests {
             let want: Vec<_> = want.iter().map(|r| r.map(<[u8]>::to_vec)).collect();
             assert_eq!(got, want, "input {:?}", String::from_utf8_lossy(input));
         }
+    }
+
+    #[test]
+    fn consumed_input_is_wiped() {
+        let mut buf = b"PASS secret\r\nNOOP".to_vec();
+        assert_eq!(wipe_prefix(&mut buf, 13), 13);
+        assert_eq!(buf, b"\0\0\0\0\0\0\0\0\0\0\0\0\0NOOP");
+        assert_eq!(wipe_prefix(&mut buf, 100), 17);
+        assert!(buf.iter().all(|&b| b == 0));
+        let mut buf = b"PASS secret\r\nNOOP".to_vec();
+        consume_wiping(&mut buf, 13);
+        assert_eq!(buf, b"NOOP");
+        consume_wiping(&mut buf, 100);
+        assert!(buf.is_empty());
+        let mut buf = b"PASS secret".to_vec();
+        wipe(&mut buf);
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::types::{
     AuthStart, CloseReason, Config, Event, Expire, MessageInfo, Reply, ResponseCode, Violation,
 };
 use crate::TlsInfo;
-use crate::line::{Framed, LineError, LineFramer};
+use crate::line::{self, Framed, LineError, LineFramer};
 use crate::sasl_wire::{self, SaslLine};
 
 /// Misuse of the session API by the application. Client errors become `-ERR` replies.
@@ -286,7 +286,7 @@ impl Session {
         }
         self.tls = Some(info);
         self.user = None;
-        self.inbuf.clear();
+        line::wipe(&mut self.inbuf);
         self.framer.reset();
         self.phase = Phase::Authorization;
         self.idle_deadline();
@@ -490,7 +490,7 @@ impl Session {
         }
         self.phase = Phase::Closed;
         self.pending = None;
-        self.inbuf = Vec::new();
+        line::wipe(&mut self.inbuf);
         self.deadline = None;
         self.close_reason = Some(reason);
         self.events.push_back(Event::Closed(reason));
@@ -530,9 +530,11 @@ impl Session {
                 Framed::Error(e) => self.line_error(e),
             }
         }
-        if !self.is_closed() {
-            let mut buf = buf;
-            buf.drain(..pos.min(buf.len()));
+        let mut buf = buf;
+        if self.is_closed() {
+            line::wipe(&mut buf);
+        } else {
+            line::consume_wiping(&mut buf, pos);
             self.inbuf = buf;
         }
     }

@@ -15,7 +15,7 @@ use super::event::{
 };
 use super::reply::{EnhancedStatus as S, Reply};
 use crate::TlsInfo;
-use crate::line::{BareLineEnding, Framed, LineError, LineFramer};
+use crate::line::{self, BareLineEnding, Framed, LineError, LineFramer};
 use crate::sasl_wire::{self, SaslLine};
 
 /// Misuse of the session API by the application. Peer errors never show up here: they
@@ -448,7 +448,7 @@ impl Session {
         self.helo = None;
         self.authenticated = None;
         self.txn = None;
-        self.inbuf.clear();
+        line::wipe(&mut self.inbuf);
         self.framer.reset();
         self.framer.set_max_line(self.command_line_limit());
         self.phase = Phase::Command;
@@ -609,7 +609,7 @@ impl Session {
     }
 
     fn refuse_early_talker(&mut self) {
-        self.inbuf.clear();
+        line::wipe(&mut self.inbuf);
         self.close(
             Some(r(554, (5, 5, 1), "Error: protocol error, talking before the greeting")),
             CloseReason::Violation,
@@ -672,7 +672,7 @@ impl Session {
         }
         self.phase = Phase::Closed;
         self.pending = None;
-        self.inbuf = Vec::new();
+        line::wipe(&mut self.inbuf);
         self.deadline = None;
         self.close_reason = Some(reason);
         self.events.push_back(Event::Closed(reason));
@@ -952,9 +952,10 @@ impl Session {
         let used = self.process(&buf);
         let mut buf = buf;
         if self.is_closed() {
+            line::wipe(&mut buf);
             return;
         }
-        buf.drain(..used.min(buf.len()));
+        line::consume_wiping(&mut buf, used);
         self.inbuf = buf;
         self.flush_body();
     }
