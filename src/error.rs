@@ -24,4 +24,12 @@ pub enum Error {
     #[cfg(feature = "tls")]
     #[error(transparent)]
     TlsChannel(#[from] crate::tls::ChannelError),
+    /// A SASL misuse or a malformed stored secret.
+    #[cfg(feature = "sasl")]
+    #[error(transparent)]
+    Sasl(#[from] crate::sasl::SaslError),
+    /// An invalid one-time-password parameter or secret.
+    #[cfg(feature = "otp")]
+    #[error(transparent)]
+    Otp(#[from] crate::otp::OtpError),
 }

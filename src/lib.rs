@@ -81,6 +81,8 @@
 //! | [`line`](mod@line) | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
+//! | [`sasl`] | `sasl` (default) | SASL server mechanisms (SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2, EXTERNAL), credential store, APOP |
+//! | [`otp`] | `otp` (default) | HOTP/TOTP second factor with a replay guard and otpauth:// URIs |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -94,6 +96,8 @@
 
 #[cfg(feature = "access")]
 pub mod access;
+#[cfg(any(feature = "pop3", feature = "sasl"))]
+mod apop;
 mod error;
 #[cfg(feature = "limit")]
 pub mod limit;
@@ -105,8 +109,12 @@ mod tls_info;
 pub use error::Error;
 pub use tls_info::TlsInfo;
 
+#[cfg(feature = "otp")]
+pub mod otp;
 #[cfg(feature = "pop3")]
 pub mod pop3;
+#[cfg(feature = "sasl")]
+pub mod sasl;
 #[cfg(feature = "smtp")]
 pub mod smtp;
 #[cfg(feature = "tls")]

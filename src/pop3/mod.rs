@@ -14,13 +14,12 @@
 //! - RETR and TOP are streamed: the application pushes the message in chunks and the
 //!   session dot-stuffs on the fly ([`Maildrop`] and [`serve_maildrop`] for blocking stores).
 
-mod apop;
 pub mod command;
 mod maildrop;
 mod session;
 mod types;
 
-pub use apop::apop_verify;
+pub use crate::apop::apop_verify;
 pub use maildrop::{Maildrop, ServeError, Served, serve_maildrop};
 pub use session::{Error, Session};
 pub use types::{

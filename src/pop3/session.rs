@@ -792,13 +792,16 @@ impl Session {
         self.pending = Some(Pending::Auth);
     }
 
-    /// The SASL mechanisms usable now (plaintext ones only inside TLS unless allowed).
+    /// The SASL mechanisms usable now (plaintext ones only inside TLS unless allowed,
+    /// `-PLUS` and `EXTERNAL` only inside TLS).
     fn offered_mechanisms(&self) -> Vec<String> {
         self.config
             .sasl_mechanisms
             .iter()
             .map(|m| m.to_ascii_uppercase())
             .filter(|m| self.plaintext_allowed() || !matches!(m.as_str(), "PLAIN" | "LOGIN"))
+            // Channel-bound (-PLUS) mechanisms and EXTERNAL need TLS.
+            .filter(|m| self.tls.is_some() || !(m.ends_with("-PLUS") || m == "EXTERNAL"))
             .collect()
     }
 

@@ -72,7 +72,8 @@ pub struct Config {
     /// Allow USER/PASS, APOP and the plaintext SASL mechanisms (PLAIN, LOGIN) outside
     /// TLS. Off by default: they are refused with `-ERR [AUTH]` until STLS.
     pub allow_plaintext_auth: bool,
-    /// SASL mechanisms to offer (RFC 5034). Empty: no AUTH.
+    /// SASL mechanisms to offer (RFC 5034). Empty: no AUTH. `-PLUS` (channel-bound)
+    /// mechanisms and `EXTERNAL` are only offered over TLS.
     pub sasl_mechanisms: Vec<String>,
     /// Offer APOP (a timestamp in the greeting). On by default; APOP's MD5 is weak, so
     /// it is refused outside TLS like a plaintext password.

@@ -127,7 +127,8 @@ pub struct Config {
     pub bare_line_ending: BareLineEnding,
     /// Offer STARTTLS (RFC 3207). Set it when the application can run a TLS handshake.
     pub starttls: bool,
-    /// SASL mechanisms to advertise, in order (RFC 4954). Empty: no AUTH.
+    /// SASL mechanisms to advertise, in order (RFC 4954). Empty: no AUTH. `-PLUS`
+    /// (channel-bound) mechanisms and `EXTERNAL` are only offered and accepted over TLS.
     pub auth_mechanisms: Vec<String>,
     /// Allow AUTH without TLS. Off by default: AUTH is then neither advertised nor
     /// accepted before TLS (`538 5.7.11`).

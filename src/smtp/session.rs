@@ -919,12 +919,22 @@ impl Session {
             reply = reply.with_line("STARTTLS");
         }
         if self.auth_allowed() && self.authenticated.is_none() {
-            reply = reply.with_line(format!("AUTH {}", c.auth_mechanisms.join(" ")));
+            let offered: Vec<&str> = self.offered_mechanisms().collect();
+            reply = reply.with_line(format!("AUTH {}", offered.join(" ")));
         }
         if c.requiretls && self.tls.is_some() {
             reply = reply.with_line("REQUIRETLS");
         }
         reply
+    }
+
+    /// The configured mechanisms usable on this connection: channel-bound `-PLUS`
+    /// mechanisms (RFC 5056 naming) and `EXTERNAL` only over TLS.
+    fn offered_mechanisms(&self) -> impl Iterator<Item = &str> {
+        let tls = self.tls.is_some();
+        self.config.auth_mechanisms.iter().map(String::as_str).filter(move |m| {
+            tls || !(m.to_ascii_uppercase().ends_with("-PLUS") || m.eq_ignore_ascii_case("EXTERNAL"))
+        })
     }
 
     fn auth_allowed(&self) -> bool {
@@ -1355,8 +1365,7 @@ impl Session {
                 "Error: encryption required for requested authentication mechanism",
             ));
         }
-        let Some(mech) = self.config.auth_mechanisms.iter().find(|m| m.eq_ignore_ascii_case(mechanism))
-        else {
+        let Some(mech) = self.offered_mechanisms().find(|m| m.eq_ignore_ascii_case(mechanism)) else {
             return self.send(r(504, (5, 5, 4), "Error: unrecognized authentication type"));
         };
         let mechanism = mech.to_ascii_uppercase();

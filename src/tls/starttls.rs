@@ -84,13 +84,18 @@ pub enum ChannelError {
 pub struct TlsChannel {
     conn: Connection,
     reported: bool,
+    /// The configuration required the extended master secret (TLS 1.2).
+    ems_required: bool,
 }
 
 impl TlsChannel {
     /// A server side, for implicit TLS or right after the `220`/`+OK` answering
     /// STARTTLS/STLS has been written out.
     pub fn server(config: Arc<ServerConfig>) -> Result<Self, ChannelError> {
-        Ok(Self::wrap(Connection::Server(ServerConnection::new(config)?)))
+        let ems_required = config.require_ems;
+        let mut channel = Self::wrap(Connection::Server(ServerConnection::new(config)?));
+        channel.ems_required = ems_required;
+        Ok(channel)
     }
 
     fn wrap(mut conn: Connection) -> Self {
@@ -98,7 +103,7 @@ impl TlsChannel {
         // calls (a session's output is bounded by its own limits), so rustls must not
         // refuse part of a `send`.
         conn.set_buffer_limit(None);
-        Self { conn, reported: false }
+        Self { conn, reported: false, ems_required: false }
     }
 
     /// A client side (outbound delivery), connecting to `server_name`.
@@ -106,7 +111,10 @@ impl TlsChannel {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
             ChannelError::Tls(rustls::Error::General(format!("invalid server name {server_name:?}")))
         })?;
-        Ok(Self::wrap(Connection::Client(ClientConnection::new(config, name)?)))
+        let ems_required = config.require_ems;
+        let mut channel = Self::wrap(Connection::Client(ClientConnection::new(config, name)?));
+        channel.ems_required = ems_required;
+        Ok(channel)
     }
 
     /// The rustls connection, for anything this type does not expose.
@@ -178,6 +186,30 @@ impl TlsChannel {
         }
         self.reported = true;
         Some(tls_info(&self.conn))
+    }
+
+    /// The `tls-exporter` channel binding (RFC 9266): 32 octets exported with the label
+    /// `EXPORTER-Channel-Binding` and no context, for SCRAM-SHA-256-PLUS
+    /// (`sasl::Channel::with_tls_exporter`). `None` before the handshake has completed,
+    /// and on TLS 1.2 without the extended master secret (RFC 9266 §3 forbids it there).
+    #[must_use]
+    pub fn tls_exporter(&self) -> Option<[u8; 32]> {
+        if self.conn.is_handshaking() {
+            return None;
+        }
+        if self.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+            && !self.extended_master_secret()
+        {
+            return None;
+        }
+        self.conn.export_keying_material([0_u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+    }
+
+    /// TLS 1.2: whether the extended master secret is certain. rustls 0.23 does not say
+    /// on a live connection, so this is whether the configuration required it (the
+    /// `compatible` profile does).
+    fn extended_master_secret(&self) -> bool {
+        self.ems_required
     }
 
     /// Starts a clean close (`close_notify`); write out [`poll_transmit`](Self::poll_transmit).
