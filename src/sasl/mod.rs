@@ -32,7 +32,7 @@
 //! }
 //! let users = Users(PasswordHash::with_salt(b"secret", b"some salt", 1000).unwrap());
 //! let rng = ring::rand::SystemRandom::new();
-//! let config = Arc::new(Config::new(&rng).unwrap().with_dummy_iterations(1000));
+//! let config = Arc::new(Config::new(&rng).unwrap().with_dummy_iterations(1000).unwrap());
 //!
 //! // AUTH PLAIN with an initial response (RFC 4616: authzid NUL authcid NUL passwd).
 //! let mut exchange = Exchange::new(Mechanism::Plain, Arc::clone(&config), Channel::default(), &rng).unwrap();
