@@ -11,9 +11,8 @@ use zeroize::Zeroizing;
 use postern::access::cidr::{CidrListBuilder, Verdict};
 
 use crate::admission::{Rate, Settings};
-use crate::maildir;
 use crate::tls;
-use crate::users::{Credentials, MAX_PASSWORD};
+use crate::users::{self, Credentials, DEFAULT_HASH_ITERATIONS};
 
 /// The gateway's settings.
 #[derive(Clone, Debug)]
@@ -31,6 +30,12 @@ pub(crate) struct Args {
     /// The accounts for POP3 and submission (`--user NAME:PASSWORD`, repeatable). `Debug`
     /// shows no password.
     pub(crate) users: Vec<Credentials>,
+    /// The users file (`--users FILE`): hashed secrets, see `users.rs`.
+    pub(crate) users_file: Option<PathBuf>,
+    /// PBKDF2 iterations for `--user` hashes and unknown users (`--hash-iterations`).
+    pub(crate) hash_iterations: u32,
+    /// Offer CRAM-MD5 (`--cram-md5`; legacy, `--user` accounts only).
+    pub(crate) cram_md5: bool,
     /// Allow logins without TLS (`--allow-plaintext-auth`).
     pub(crate) allow_plaintext_auth: bool,
     /// `--cert`, `--key`, `--tls-profile`, `--client-ca`.
@@ -57,6 +62,15 @@ pub(crate) enum Parsed {
     Run(Box<Args>),
     /// Print the usage and exit successfully.
     Help,
+    /// `adduser FILE NAME [--hash-iterations N]`: add a user (password on stdin).
+    AddUser {
+        /// The users file.
+        file: PathBuf,
+        /// The account name.
+        name: String,
+        /// PBKDF2 iterations.
+        iterations: u32,
+    },
 }
 
 /// A command-line mistake; print it with the usage and exit with status 2.
@@ -76,6 +90,9 @@ those Maildirs over POP3, with TLS on every port.
 
 USAGE:
     cargo run --release --example mail-gateway -- [OPTIONS]
+    cargo run --release --example mail-gateway -- adduser FILE NAME [--hash-iterations N]
+                               add NAME to the users FILE (or change its password): the
+                               password is read from stdin (one line), stored hashed
 
 LISTENERS:
     --smtp ADDR                SMTP for other servers (port 25 style): STARTTLS, no
@@ -108,6 +125,13 @@ ACCOUNTS AND MAIL:
                                NAME's Maildir is DIR/<name>/, where SMTP delivers
                                NAME@<domain> (the password is visible to local users in
                                `ps`: demo accounts only)
+    --users FILE               accounts from a users file (NAME:PBKDF2 hash:SCRAM verifier
+                               per line, written by `adduser`): no plaintext stored.
+                               APOP and CRAM-MD5 need plaintext, so only --user accounts
+                               can use them
+    --hash-iterations N        PBKDF2-SHA256 iterations for --user hashes, adduser and
+                               the dummy check of unknown users [default: 100000]
+    --cram-md5                 also offer SASL CRAM-MD5 (legacy) on submission and POP3
     --allow-plaintext-auth     allow logins (POP3 USER/PASS, APOP, AUTH PLAIN; submission
                                AUTH PLAIN) without TLS. A loopback demo switch: without
                                it logins need STARTTLS/STLS or an implicit-TLS port
@@ -155,6 +179,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut tls = tls::Options::default();
     let mut users: Vec<Credentials> = Vec::new();
     let mut allow_plaintext_auth = false;
+    let mut users_file = None;
+    let mut hash_iterations = DEFAULT_HASH_ITERATIONS;
+    let mut cram_md5 = false;
     let mut maildir = PathBuf::from("./postern-data/Maildir");
     let mut domains: Vec<String> = Vec::new();
     let mut hostname: Option<String> = None;
@@ -168,7 +195,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut msg_rate = None;
     let mut auth_failures_ban = false;
 
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "adduser") {
+        args.next();
+        return adduser(args);
+    }
     while let Some(arg) = args.next() {
         let arg = arg.into_string().map_err(|a| UsageError(format!("argument is not UTF-8: {a:?}")))?;
         // Both `--name value` and `--name=value`.
@@ -184,6 +215,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 return Err(UsageError("--allow-plaintext-auth takes no value".into()));
             }
             allow_plaintext_auth = true;
+            continue;
+        }
+        if name == "--cram-md5" {
+            if inline.is_some() {
+                return Err(UsageError("--cram-md5 takes no value".into()));
+            }
+            cram_md5 = true;
             continue;
         }
         if name == "--auth-failures-ban" {
@@ -227,6 +265,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 }
                 users.push(account);
             }
+            "--users" => users_file = Some(PathBuf::from(value()?)),
+            "--hash-iterations" => hash_iterations = iterations(&value()?)?,
             "--maildir" => maildir = PathBuf::from(value()?),
             "--domain" => {
                 let v = value()?.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -312,6 +352,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         pop3,
         pop3s,
         users,
+        users_file,
+        hash_iterations,
+        cram_md5,
         allow_plaintext_auth,
         tls,
         maildir,
@@ -334,15 +377,40 @@ fn user(spec: Zeroizing<String>) -> Result<Credentials, UsageError> {
     let Some((name, password)) = spec.split_once(':') else {
         return Err(UsageError("--user wants NAME:PASSWORD".into()));
     };
-    let mailbox = maildir::mailbox_name(name).map_err(|why| UsageError(format!("--user {name:?}: {why}")))?;
-    if mailbox.contains(|c: char| c.is_whitespace() || c == '@' || c == ':') || !mailbox.is_ascii() {
-        return Err(UsageError(format!("--user {name:?}: want a plain ASCII name without spaces or @")));
-    }
-    if password.is_empty() || password.len() > MAX_PASSWORD {
-        return Err(UsageError(format!("--user {name}: the password must be 1 to {MAX_PASSWORD} octets")));
-    }
-    if password.contains(|c: char| c.is_control()) {
-        return Err(UsageError(format!("--user {name}: the password holds a control character")));
-    }
+    let mailbox = users::account_name(name).map_err(|why| UsageError(format!("--user {why}")))?;
+    users::check_new_password(password).map_err(|why| UsageError(format!("--user {name}: {why}")))?;
     Ok(Credentials { name: mailbox, password: Zeroizing::new(password.to_owned()) })
+}
+
+/// `--hash-iterations N`: 1000 to 10 000 000.
+fn iterations(v: &str) -> Result<u32, UsageError> {
+    match v.parse::<u32>() {
+        Ok(n) if (1000..=10_000_000).contains(&n) => Ok(n),
+        _ => Err(UsageError(format!("--hash-iterations {v:?}: want 1000 to 10000000"))),
+    }
+}
+
+/// `adduser FILE NAME [--hash-iterations N]`.
+fn adduser(args: impl Iterator<Item = OsString>) -> Result<Parsed, UsageError> {
+    let mut positional = Vec::new();
+    let mut iterations_value = DEFAULT_HASH_ITERATIONS;
+    let mut args =
+        args.map(|a| a.into_string().map_err(|a| UsageError(format!("argument is not UTF-8: {a:?}"))));
+    while let Some(arg) = args.next() {
+        let arg = arg?;
+        if let Some(v) = arg.strip_prefix("--hash-iterations=") {
+            iterations_value = iterations(v)?;
+        } else if arg == "--hash-iterations" {
+            let v = args.next().ok_or_else(|| UsageError("--hash-iterations needs a value".into()))??;
+            iterations_value = iterations(&v)?;
+        } else if arg.starts_with("--") {
+            return Err(UsageError(format!("adduser: unknown argument {arg:?}")));
+        } else {
+            positional.push(arg);
+        }
+    }
+    let [file, name] = <[String; 2]>::try_from(positional)
+        .map_err(|_| UsageError("adduser wants FILE NAME (the password comes on stdin)".into()))?;
+    let name = users::account_name(&name).map_err(|why| UsageError(format!("adduser {why}")))?;
+    Ok(Parsed::AddUser { file: PathBuf::from(file), name, iterations: iterations_value })
 }

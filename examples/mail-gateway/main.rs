@@ -17,7 +17,8 @@
 //! | `policy.rs`   | which recipients are accepted                                  |
 //! | `maildir.rs`  | delivery into Maildirs                                         |
 //! | `pop3.rs`     | one connection: drives `postern::pop3::Session` over a socket  |
-//! | `users.rs`    | the accounts, credentials checked in constant time             |
+//! | `users.rs`    | the accounts, their hashed secrets, the users file             |
+//! | `auth.rs`     | SASL exchanges for SMTP AUTH and POP3 AUTH (`postern::sasl`)   |
 //! | `maildrop.rs` | a user's Maildir as a `postern::pop3::Maildrop`, with its lock |
 //! | `shutdown.rs` | the shutdown flag and grace period                             |
 //! | `log.rs`      | one line per event on stderr                                   |
@@ -30,6 +31,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod admission;
+mod auth;
 mod cli;
 mod log;
 mod maildir;
@@ -61,7 +63,6 @@ use crate::policy::Policy;
 use crate::pop3::Pop3Gateway;
 use crate::shutdown::Shutdown;
 use crate::smtp::{Gateway, Port};
-use crate::users::Users;
 
 /// Connections served at once per listener; more are told to come back later (SMTP
 /// `421 4.7.0`, POP3 `-ERR [SYS/TEMP]`). Per-client limits are in `admission.rs`.
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
         }
+        Ok(cli::Parsed::AddUser { file, name, iterations }) => return adduser(&file, &name, iterations),
         Err(e) => {
             eprintln!("error: {e}\n\n{}", cli::USAGE);
             return ExitCode::from(2);
@@ -104,9 +106,11 @@ fn run(args: cli::Args) -> io::Result<()> {
         mx_config.limits.message_size = size;
     }
     mx_config.starttls = true;
-    // Submission and smtps: AUTH PLAIN, inside TLS only unless the demo switch says so.
+    // Submission and smtps: SASL (users.rs, postern::sasl), inside TLS only unless the
+    // demo switch says so. -PLUS is only offered once TLS is up (the session's rule).
+    let mechanisms = auth::mechanisms(args.cram_md5);
     let mut submission_config = mx_config.clone();
-    submission_config.auth_mechanisms = vec!["PLAIN".into()];
+    submission_config.auth_mechanisms = mechanisms.iter().map(|m| m.name().to_owned()).collect();
     submission_config.allow_plaintext_auth = args.allow_plaintext_auth;
     // RFC 6409: a submission service takes mail from authenticated users only.
     submission_config.require_auth = true;
@@ -116,7 +120,9 @@ fn run(args: cli::Args) -> io::Result<()> {
     // Logins are refused ("use STLS") before TLS unless the loopback demo switch allows them.
     pop3_config.stls = true;
     pop3_config.allow_plaintext_auth = args.allow_plaintext_auth;
-    pop3_config.sasl_mechanisms = vec!["PLAIN".into()];
+    pop3_config.sasl_mechanisms = mechanisms.iter().map(|m| m.name().to_owned()).collect();
+    // Like the SMTP side: no login of any kind before TLS unless the demo switch says so.
+    pop3_config.sasl_requires_tls = true;
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
@@ -139,7 +145,7 @@ fn run(args: cli::Args) -> io::Result<()> {
 
     let shutdown = Arc::new(Shutdown::new(args.grace));
     let admission = Arc::new(Mutex::new(GatewayAdmission::new(&args.admission, seed(), Instant::now())));
-    let users = Arc::new(Users::new(&args.users));
+    let users = Arc::new(auth::users(&args, &mechanisms).map_err(io::Error::other)?);
     let pop3 = Arc::new(Pop3Gateway {
         config: Arc::new(pop3_config),
         users: Arc::clone(&users),
@@ -465,6 +471,27 @@ fn write_and_forget(stream: &TcpStream, bytes: &[u8]) {
     let _ = s.write_all(bytes);
 }
 
+/// `adduser FILE NAME`: reads the password from stdin (one line) and writes its hashes.
+fn adduser(file: &std::path::Path, name: &str, iterations: u32) -> ExitCode {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    if let Err(e) = io::stdin().read_line(&mut line) {
+        eprintln!("error: reading the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    match users::add_user(file, name, password, iterations) {
+        Ok(replaced) => {
+            let what = if replaced { "password changed for" } else { "added" };
+            eprintln!("{what} {name} in {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Tells the user how to send a first message and read it back.
 fn print_try_it(local: &[(&str, SocketAddr)], ca: Option<&std::path::Path>, args: &cli::Args) {
     let at = |name: &str| reachable(local.iter().find(|(n, _)| *n == name).map_or(args.smtp, |(_, a)| *a));
@@ -488,7 +515,7 @@ fn print_try_it(local: &[(&str, SocketAddr)], ca: Option<&std::path::Path>, args
     println!(
         "  curl --ssl-reqd{cacert} smtp://{smtp} --mail-from bob@sender.test --mail-rcpt {user}@{domain} -T message.eml"
     );
-    if args.users.is_empty() {
+    if args.users.is_empty() && args.users_file.is_none() {
         println!("To submit with AUTH and read mail over POP3, restart with --user {user}:PASSWORD.");
     } else {
         // Each prompts for the password: it is not printed here.

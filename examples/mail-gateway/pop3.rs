@@ -14,7 +14,7 @@
 //!    [`Session::handle_eof`], a timeout to [`Session::handle_timeout`].
 //!
 //! `--pop3` offers STLS (RFC 2595); `--pop3s` is TLS from the first byte (RFC 8314).
-//! Logins (USER/PASS, APOP, AUTH PLAIN) need TLS unless `--allow-plaintext-auth`.
+//! Logins (USER/PASS, APOP, AUTH: see `auth.rs`) need TLS unless `--allow-plaintext-auth`.
 //!
 //! RETR and TOP are streamed: each 64 KiB read from the file goes through
 //! [`Session::message_data`] and straight out to the socket, so neither this program nor
@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern::pop3::{AuthStart, Config, Event, Maildrop as _, Reply, ResponseCode, Session};
+use postern::sasl::{Exchange, Failure, Step};
 use rustls::ServerConfig;
 
 use crate::admission::{self, GatewayAdmission};
@@ -131,7 +132,7 @@ pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, pe
         out: Vec::with_capacity(MESSAGE_CHUNK + 1024),
         starttls: false,
         maildrop: None,
-        sasl_plain: false,
+        sasl: None,
         retrieved: 0,
         deleted: 0,
     };
@@ -164,8 +165,8 @@ struct Connection<'a> {
     starttls: bool,
     /// The locked maildrop, from a successful login until the connection ends.
     maildrop: Option<MaildirDrop>,
-    /// An `AUTH PLAIN` waits for its response line.
-    sasl_plain: bool,
+    /// The SASL exchange of an AUTH command in progress.
+    sasl: Option<Exchange>,
     retrieved: u64,
     deleted: usize,
 }
@@ -247,7 +248,7 @@ impl Connection<'_> {
         match self.transport.start_tls(Arc::clone(&self.gateway.tls), deadline, &|| shutdown.is_requested()) {
             Ok(info) => {
                 self.log.line(format_args!("STLS: TLS established: {}", crate::tls::describe(&info)));
-                self.sasl_plain = false;
+                self.sasl = None;
                 decided(self.log, "STLS", self.session.tls_established(info, Instant::now()));
             }
             Err(e) => {
@@ -284,31 +285,36 @@ impl Connection<'_> {
                 self.login("APOP", &user, name);
             }
             Event::Auth(AuthStart { mechanism, initial_response, .. }) => {
-                // Config::sasl_mechanisms is ["PLAIN"], so the session only starts PLAIN.
-                if mechanism != "PLAIN" {
-                    log.line(format_args!("AUTH {mechanism:?} refused: not configured"));
-                    let reply = Reply::err(None, "unsupported authentication mechanism");
-                    decided(log, "AUTH", self.session.reject(reply));
-                    return Ok(());
-                }
-                match initial_response {
-                    Some(response) => self.auth_plain(response.as_bytes()),
-                    None => {
-                        self.sasl_plain = true;
-                        decided(log, "AUTH", self.session.auth_challenge(b""));
+                let gateway = self.gateway;
+                match crate::auth::begin(&gateway.users, &mechanism, &self.transport) {
+                    Ok(mut exchange) => {
+                        let step =
+                            exchange.start(initial_response.as_ref().map(|d| d.as_bytes()), &*gateway.users);
+                        self.sasl = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    Err(e) => {
+                        log.line(format_args!("AUTH {mechanism:?} refused: {e}"));
+                        let reply = Reply::err(None, "unsupported authentication mechanism");
+                        decided(log, "AUTH", self.session.reject(reply));
                     }
                 }
             }
             Event::AuthResponse(response) => {
-                if std::mem::take(&mut self.sasl_plain) {
-                    self.auth_plain(response.as_bytes());
-                } else {
-                    log.line(format_args!("SASL response without an exchange (bug)"));
-                    decided(log, "AUTH", self.session.reject(invalid_credentials()));
+                let gateway = self.gateway;
+                match self.sasl.as_mut() {
+                    Some(exchange) => {
+                        let step = exchange.respond(response.as_bytes(), &*gateway.users);
+                        self.sasl_step(step);
+                    }
+                    None => {
+                        log.line(format_args!("SASL response without an exchange (bug)"));
+                        decided(log, "AUTH", self.session.reject(invalid_credentials()));
+                    }
                 }
             }
             Event::AuthAborted => {
-                self.sasl_plain = false;
+                self.sasl = None;
                 log.line(format_args!("AUTH aborted by the client"));
             }
             Event::Retrieve { index, top_lines } => self.retrieve(index, top_lines)?,
@@ -356,28 +362,29 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// `AUTH PLAIN` (RFC 4616): `authzid NUL authcid NUL passwd`. Acting as another user
-    /// (an authzid different from the authcid) is refused, with the same reply.
-    fn auth_plain(&mut self, response: &[u8]) {
-        let mut parts = response.splitn(3, |b| *b == 0);
-        let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
-        let (Some(authzid), Some(authcid), Some(password)) = (authzid, authcid, password) else {
-            self.log.line(format_args!("AUTH PLAIN failed: malformed response"));
-            self.violation();
-            decided(self.log, "AUTH", self.session.reject(invalid_credentials()));
-            return;
-        };
-        let user = String::from_utf8_lossy(authcid).into_owned();
-        let mut name = self.gateway.users.check_password(&user, password).map(str::to_owned);
-        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
-            self.log.line(format_args!(
-                "AUTH PLAIN: {:?} asked to act as {:?}: not allowed",
-                user,
-                String::from_utf8_lossy(authzid)
-            ));
-            name = None;
+    /// Answers the session with what the SASL exchange says; a success logs in (as
+    /// `AUTH <mechanism>`), every failure gets the one [`invalid_credentials`] reply.
+    fn sasl_step(&mut self, step: Step) {
+        let log = self.log;
+        let mechanism = self.sasl.as_ref().map_or("?", |x| x.mechanism().name());
+        let how = format!("AUTH {mechanism}");
+        match step {
+            Step::Challenge(challenge) => decided(log, "AUTH", self.session.auth_challenge(&challenge)),
+            Step::Success(who) => {
+                self.sasl = None;
+                let name = self.gateway.users.canonical(who.identity()).map(str::to_owned);
+                self.login(&how, who.identity(), name);
+            }
+            Step::SecondFactor { .. } | Step::Failure(_) => {
+                if let Step::Failure(f) = step
+                    && f != Failure::Credentials
+                {
+                    log.line(format_args!("{how}: {f:?}"));
+                }
+                self.sasl = None;
+                self.login(&how, "(SASL)", None);
+            }
         }
-        self.login("AUTH PLAIN", &user, name);
     }
 
     /// Ends a login attempt: `name` is the account if the credentials were right. Locks

@@ -16,7 +16,7 @@
 //!
 //! Three kinds of listener share this code ([`Port`]): the MX port (`--smtp`: STARTTLS,
 //! no AUTH, mail for the accepted domains only), submission (`--submission`: STARTTLS,
-//! AUTH PLAIN only inside TLS, AUTH required before MAIL) and smtps (`--smtps`: like
+//! AUTH (see `auth.rs`) only inside TLS, AUTH required before MAIL) and smtps (`--smtps`: like
 //! submission, TLS from the first byte, RFC 8314).
 
 use std::io;
@@ -24,6 +24,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use postern::sasl::{Exchange, Failure, Step};
 use postern::smtp::{Address, Config, EnhancedStatus, Event, Reply, Session};
 use rustls::ServerConfig;
 
@@ -118,7 +119,7 @@ pub(crate) fn serve(gateway: &Gateway, port: &Port, stream: TcpStream, peer: Soc
         session,
         transport,
         starttls: false,
-        sasl_plain: false,
+        sasl: None,
         in_transaction: false,
         mailboxes: Vec::new(),
         message: None,
@@ -154,8 +155,8 @@ struct Connection<'a> {
     transport: Transport,
     /// STARTTLS was accepted: run the handshake once the `220` is out.
     starttls: bool,
-    /// An `AUTH PLAIN` without initial response waits for its response line.
-    sasl_plain: bool,
+    /// The SASL exchange of an AUTH command in progress.
+    sasl: Option<Exchange>,
     /// MAIL was accepted and the transaction has not ended yet.
     in_transaction: bool,
     /// Mailboxes of the recipients accepted in this transaction, without duplicates.
@@ -237,7 +238,7 @@ impl Connection<'_> {
                 self.log.line(format_args!("STARTTLS: TLS established: {}", crate::tls::describe(&info)));
                 // A new session state: everything from before the handshake is gone.
                 self.end_transaction();
-                self.sasl_plain = false;
+                self.sasl = None;
                 decided(self.log, "STARTTLS", self.session.tls_established(info, Instant::now()));
             }
             Err(e) => {
@@ -386,36 +387,42 @@ impl Connection<'_> {
                 self.starttls = true;
             }
             Event::Auth(start) => {
-                // Config::auth_mechanisms is ["PLAIN"] on submission and smtps (empty on
-                // the MX port, where the session answers AUTH itself).
-                if start.mechanism != "PLAIN" {
-                    log.line(format_args!("AUTH {:?} refused: not configured", start.mechanism));
-                    let reply = Reply::new(
-                        504,
-                        EnhancedStatus::new(5, 5, 4),
-                        "Error: unrecognized authentication type",
-                    );
-                    decided(log, "AUTH", self.session.reject(reply));
-                    return;
-                }
-                match start.initial_response {
-                    Some(response) => self.auth_plain(response.as_bytes()),
-                    None => {
-                        self.sasl_plain = true;
-                        decided(log, "AUTH", self.session.auth_challenge(b""));
+                // Config::auth_mechanisms is empty on the MX port (the session answers
+                // AUTH itself there), and auth::mechanisms() on submission and smtps.
+                let gateway = self.gateway;
+                match crate::auth::begin(&gateway.users, &start.mechanism, &self.transport) {
+                    Ok(mut exchange) => {
+                        let initial = start.initial_response.as_ref().map(|d| d.as_bytes());
+                        let step = exchange.start(initial, &*gateway.users);
+                        self.sasl = Some(exchange);
+                        self.sasl_step(step);
+                    }
+                    Err(e) => {
+                        log.line(format_args!("AUTH {:?} refused: {e}", start.mechanism));
+                        let reply = Reply::new(
+                            504,
+                            EnhancedStatus::new(5, 5, 4),
+                            "Error: unrecognized authentication type",
+                        );
+                        decided(log, "AUTH", self.session.reject(reply));
                     }
                 }
             }
             Event::AuthResponse(response) => {
-                if std::mem::take(&mut self.sasl_plain) {
-                    self.auth_plain(response.as_bytes());
-                } else {
-                    log.line(format_args!("SASL response without an exchange (bug)"));
-                    decided(log, "AUTH", self.session.auth_fail());
+                let gateway = self.gateway;
+                match self.sasl.as_mut() {
+                    Some(exchange) => {
+                        let step = exchange.respond(response.as_bytes(), &*gateway.users);
+                        self.sasl_step(step);
+                    }
+                    None => {
+                        log.line(format_args!("SASL response without an exchange (bug)"));
+                        decided(log, "AUTH", self.session.auth_fail());
+                    }
                 }
             }
             Event::AuthAborted => {
-                self.sasl_plain = false;
+                self.sasl = None;
                 log.line(format_args!("AUTH aborted"));
             }
             Event::Refused { command, reply } => {
@@ -442,36 +449,29 @@ impl Connection<'_> {
         policy.recipient(to)
     }
 
-    /// `AUTH PLAIN` (RFC 4616): `authzid NUL authcid NUL passwd`, checked against the
-    /// `--user` accounts. Acting as another user (an authzid different from the authcid)
-    /// is refused, with the same reply as a wrong password.
-    fn auth_plain(&mut self, response: &[u8]) {
+    /// Answers the session with what the SASL exchange says. Every failure gets the same
+    /// `535 5.7.8`, whatever the reason (an unknown user and a wrong password alike; an
+    /// authorization identity other than the user's own is refused the same way).
+    fn sasl_step(&mut self, step: Step) {
         let log = self.log;
-        let mut parts = response.splitn(3, |b| *b == 0);
-        let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
-        else {
-            log.line(format_args!("AUTH PLAIN failed: malformed response"));
-            self.violation();
-            decided(log, "AUTH", self.session.auth_fail());
-            return;
-        };
-        let user = String::from_utf8_lossy(authcid).into_owned();
-        let mut name = self.gateway.users.check_password(&user, password).map(str::to_owned);
-        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
-            log.line(format_args!(
-                "AUTH PLAIN: {user:?} asked to act as {:?}: not allowed",
-                String::from_utf8_lossy(authzid)
-            ));
-            name = None;
-        }
-        match name {
-            Some(name) => {
-                log.line(format_args!("AUTH PLAIN: authenticated as {name:?}"));
+        let mechanism = self.sasl.as_ref().map_or("?", |x| x.mechanism().name());
+        match step {
+            Step::Challenge(challenge) => decided(log, "AUTH", self.session.auth_challenge(&challenge)),
+            Step::Success(who) => {
+                let users = &self.gateway.users;
+                let name = users.canonical(who.identity()).unwrap_or(who.identity()).to_owned();
+                log.line(format_args!("AUTH {mechanism}: authenticated as {name:?}"));
+                self.sasl = None;
                 decided(log, "AUTH", self.session.auth_succeed(name));
             }
-            None => {
-                // The same reply for an unknown user and a wrong password.
-                log.line(format_args!("AUTH PLAIN failed for {user:?}: invalid credentials"));
+            Step::SecondFactor { .. } | Step::Failure(_) => {
+                let why = match step {
+                    Step::Failure(Failure::Credentials) => "invalid credentials".to_owned(),
+                    Step::Failure(f) => format!("{f:?}"),
+                    _ => "second factor not configured".to_owned(),
+                };
+                log.line(format_args!("AUTH {mechanism} failed: {why}"));
+                self.sasl = None;
                 self.violation();
                 decided(log, "AUTH", self.session.auth_fail());
             }

@@ -234,6 +234,12 @@ impl Transport {
         }
     }
 
+    /// The RFC 9266 `tls-exporter` channel binding of the TLS connection, for
+    /// SCRAM-SHA-256-PLUS; `None` in plaintext.
+    pub(crate) fn tls_exporter(&self) -> Option<[u8; 32]> {
+        self.tls.as_ref().and_then(TlsChannel::tls_exporter)
+    }
+
     /// Ends the connection politely: TLS `close_notify` (unless TLS failed), our side of
     /// TCP closed first, then what the client still sends is read and dropped for a
     /// moment. Closing a socket with unread input makes the kernel send a reset, which

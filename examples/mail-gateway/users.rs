@@ -1,52 +1,63 @@
-//! The demo accounts (`--user NAME:PASSWORD`) and how a login is checked.
+//! The accounts, their stored secrets, and the users file.
 //!
-//! Every check does the same work whether the user exists or not, and whether the
-//! password is right or wrong: all accounts are looked at (no early exit), an unknown
-//! user is checked against a dummy password, and passwords are compared in constant
-//! time over fixed-size buffers. The caller answers every failure with the same reply.
+//! Every check goes through `postern::sasl`: passwords are PBKDF2-SHA256 hashes
+//! ([`PasswordHash`]), SCRAM logins use RFC 5803 verifiers ([`ScramSecret`]), and an
+//! unknown user is checked against the library's dummy credential, so "no such user"
+//! and "wrong password" cost the same and get the same reply.
 //!
-//! The comparison is written by hand here because the example only has the crate's own
-//! API; the crate's SASL credential traits will replace it.
+//! ## The users file (`--users FILE`)
+//!
+//! One account per line, `#` comments and blank lines ignored:
+//!
+//! ```text
+//! alice:$pbkdf2-sha256$i=100000$<salt>$<hash>:SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>
+//! ```
+//!
+//! The name (also the Maildir name), the PHC string for PLAIN, LOGIN and POP3 USER/PASS,
+//! and the RFC 5803 verifier for SCRAM-SHA-256(-PLUS). No plaintext: `mail-gateway
+//! adduser FILE NAME` reads the password from stdin and writes the line.
+//!
+//! APOP and CRAM-MD5 need the plaintext secret on the server, so only `--user
+//! NAME:PASSWORD` accounts (whose password is on the command line anyway) can use them;
+//! for file accounts they fail like a wrong password.
 
 use std::fmt;
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::sync::Arc;
 
-use postern::pop3::apop_verify;
+use postern::sasl::{self, CredentialStore, PasswordHash, ScramSecret, SharedSecret};
+use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
-/// Longest password accepted on the command line, in octets. Passwords are compared over
-/// buffers of this size, so the comparison time does not depend on their length.
-pub(crate) const MAX_PASSWORD: usize = 255;
-/// The size of the padded comparison buffers (one more than a password can fill, so a
-/// too-long attempt still differs).
-const PADDED: usize = MAX_PASSWORD + 1;
+use crate::maildir;
 
-/// One account: its Maildir name and its password, padded with zeros.
+/// Longest password accepted (`--user`, `adduser`), in octets.
+pub(crate) const MAX_PASSWORD: usize = 255;
+/// PBKDF2 iterations for new password hashes and for the dummy hash of unknown users
+/// (`--hash-iterations`).
+pub(crate) const DEFAULT_HASH_ITERATIONS: u32 = 100_000;
+
+/// One account.
 struct Account {
     /// The user name, which is also the Maildir name (`<maildir>/<name>/`), lower-case.
     name: String,
-    /// The password in the first `len` octets, zeros after; wiped on drop.
-    padded: Zeroizing<[u8; PADDED]>,
-    len: usize,
+    password: PasswordHash,
+    scram: ScramSecret,
+    /// The plaintext secret, for APOP and CRAM-MD5: `--user` accounts only.
+    shared: Option<SharedSecret>,
 }
 
-impl Account {
-    fn password(&self) -> &[u8] {
-        self.padded.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// The accounts known to the POP3 side.
+/// The accounts known to POP3 and submission; the credential store of the SASL exchanges.
 pub(crate) struct Users {
     accounts: Vec<Account>,
-    /// Checked when the user is unknown, so that costs the same as a wrong password.
-    dummy: Account,
+    sasl: Arc<sasl::Config>,
 }
 
 impl fmt::Debug for Users {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Names only: never a password.
-        let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
-        f.debug_struct("Users").field("names", &names).finish_non_exhaustive()
+        // Names only: never a secret.
+        f.debug_struct("Users").field("names", &self.names()).finish_non_exhaustive()
     }
 }
 
@@ -64,11 +75,37 @@ impl fmt::Debug for Credentials {
 }
 
 impl Users {
-    /// The accounts from `--user`; names are unique and passwords at most
-    /// [`MAX_PASSWORD`] octets (the command line checks both).
-    pub(crate) fn new(credentials: &[Credentials]) -> Self {
-        let accounts = credentials.iter().map(|c| account(&c.name, c.password.as_bytes())).collect();
-        Self { accounts, dummy: account("", b"postern-dummy-password") }
+    /// The accounts from `--user` (hashed here, with `iterations`) and from the users
+    /// file (already hashed). `sasl` is the exchange configuration; its dummy hash
+    /// should have `iterations` too.
+    pub(crate) fn new(
+        credentials: &[Credentials],
+        file: Vec<FileAccount>,
+        iterations: u32,
+        sasl: Arc<sasl::Config>,
+        rng: &dyn SecureRandom,
+    ) -> Result<Self, String> {
+        let mut accounts = Vec::with_capacity(credentials.len() + file.len());
+        for c in credentials {
+            let pw = c.password.as_bytes();
+            let password =
+                PasswordHash::generate(pw, iterations, rng).map_err(|e| format!("--user {}: {e}", c.name))?;
+            let scram = ScramSecret::generate(pw, sasl::DEFAULT_SCRAM_ITERATIONS, rng)
+                .map_err(|e| format!("--user {}: {e}", c.name))?;
+            accounts.push(Account {
+                name: c.name.clone(),
+                password,
+                scram,
+                shared: Some(SharedSecret::new(pw)),
+            });
+        }
+        for f in file {
+            if accounts.iter().any(|a| a.name == f.name) {
+                return Err(format!("user {:?} is defined twice (--user and --users)", f.name));
+            }
+            accounts.push(Account { name: f.name, password: f.password, scram: f.scram, shared: None });
+        }
+        Ok(Self { accounts, sasl })
     }
 
     /// The account names, for the startup line.
@@ -76,21 +113,27 @@ impl Users {
         self.accounts.iter().map(|a| a.name.as_str()).collect()
     }
 
-    /// USER/PASS and AUTH PLAIN: the Maildir name if `user` exists and `password` is
-    /// its password. User names are case-insensitive, as mailbox names are for SMTP.
-    pub(crate) fn check_password(&self, user: &str, password: &[u8]) -> Option<&str> {
-        let account = self.find(user);
-        let checked = account.unwrap_or(&self.dummy);
-        let ok = constant_time_eq(&checked.padded, checked.len, password);
-        account.filter(|_| ok).map(|a| a.name.as_str())
+    /// The SASL configuration the exchanges share.
+    pub(crate) fn sasl(&self) -> &Arc<sasl::Config> {
+        &self.sasl
     }
 
-    /// APOP: the Maildir name if `user` exists and `digest` is MD5(`timestamp` + its
-    /// password). The digest is computed and compared even for an unknown user.
+    /// The Maildir name of `user` (case-insensitive), if it exists.
+    pub(crate) fn canonical(&self, user: &str) -> Option<&str> {
+        self.find(user).map(|a| a.name.as_str())
+    }
+
+    /// USER/PASS: the Maildir name if `user` exists and `password` is its password.
+    pub(crate) fn check_password(&self, user: &str, password: &[u8]) -> Option<&str> {
+        let ok = sasl::verify_password(&self.sasl, self, user, password);
+        self.canonical(user).filter(|_| ok)
+    }
+
+    /// APOP: the Maildir name if `user` exists, has a shared secret, and `digest` is
+    /// MD5(`timestamp` + secret). The digest is computed even for an unknown user.
     pub(crate) fn check_apop(&self, user: &str, timestamp: &str, digest: &str) -> Option<&str> {
-        let account = self.find(user);
-        let ok = apop_verify(timestamp, account.unwrap_or(&self.dummy).password(), digest);
-        account.filter(|_| ok).map(|a| a.name.as_str())
+        let ok = sasl::verify_apop(self, user, timestamp, digest);
+        self.canonical(user).filter(|_| ok)
     }
 
     /// The account called `user` (case-insensitive), looking at every account.
@@ -106,54 +149,186 @@ impl Users {
     }
 }
 
-fn account(name: &str, password: &[u8]) -> Account {
-    let mut padded = Zeroizing::new([0_u8; PADDED]);
-    let len = password.len().min(MAX_PASSWORD);
-    if let (Some(dst), Some(src)) = (padded.get_mut(..len), password.get(..len)) {
-        dst.copy_from_slice(src);
+impl CredentialStore for Users {
+    fn password(&self, authcid: &str) -> Option<PasswordHash> {
+        self.find(authcid).map(|a| a.password.clone())
     }
-    Account { name: name.to_owned(), padded, len }
+
+    fn scram_sha256(&self, authcid: &str) -> Option<ScramSecret> {
+        self.find(authcid).map(|a| a.scram.clone())
+    }
+
+    fn shared_secret(&self, authcid: &str) -> Option<SharedSecret> {
+        self.find(authcid).and_then(|a| a.shared.clone())
+    }
 }
 
-/// `true` if `given` is the password held in `stored` (its first `stored_len` octets,
-/// zeros after).
-///
-/// Constant time in its structure: `given` is copied into a zero-padded buffer of the
-/// same fixed size, every byte of both buffers is XOR-ed into one accumulator with no
-/// early exit, and the lengths are XOR-ed in too (so a prefix of the password, whose
-/// padding matches, still fails). `black_box` keeps the optimiser from turning the loop
-/// into an early-exit comparison.
-fn constant_time_eq(stored: &[u8; PADDED], stored_len: usize, given: &[u8]) -> bool {
-    let mut attempt = Zeroizing::new([0_u8; PADDED]);
-    let len = given.len().min(PADDED);
-    if let (Some(dst), Some(src)) = (attempt.get_mut(..len), given.get(..len)) {
-        dst.copy_from_slice(src);
+/// Checks an account name: a valid Maildir name, plain ASCII, no spaces, `@` or `:`.
+/// Returns it lower-cased.
+pub(crate) fn account_name(name: &str) -> Result<String, String> {
+    let mailbox = maildir::mailbox_name(name).map_err(|why| format!("{name:?}: {why}"))?;
+    if mailbox.contains(|c: char| c.is_whitespace() || c == '@' || c == ':') || !mailbox.is_ascii() {
+        return Err(format!("{name:?}: want a plain ASCII name without spaces, @ or :"));
     }
-    let mut diff = (stored_len ^ given.len()) as u64;
-    for (a, b) in stored.iter().zip(attempt.iter()) {
-        diff |= u64::from(std::hint::black_box(a ^ b));
+    Ok(mailbox)
+}
+
+/// Checks a password: 1 to [`MAX_PASSWORD`] octets, no control characters.
+pub(crate) fn check_new_password(password: &str) -> Result<(), String> {
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return Err(format!("the password must be 1 to {MAX_PASSWORD} octets"));
     }
-    std::hint::black_box(diff) == 0
+    if password.contains(|c: char| c.is_control()) {
+        return Err("the password holds a control character".into());
+    }
+    Ok(())
+}
+
+/// An account read from the users file.
+pub(crate) struct FileAccount {
+    name: String,
+    password: PasswordHash,
+    scram: ScramSecret,
+}
+
+/// Reads the users file. Errors name the line; they never echo a secret.
+pub(crate) fn load(path: &Path) -> Result<Vec<FileAccount>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn parse(text: &str) -> Result<Vec<FileAccount>, String> {
+    let mut accounts: Vec<FileAccount> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let account = parse_line(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if accounts.iter().any(|a| a.name == account.name) {
+            return Err(format!("line {}: user {:?} given twice", n + 1, account.name));
+        }
+        accounts.push(account);
+    }
+    Ok(accounts)
+}
+
+/// `name:PHC:RFC5803`. The PHC string holds no `:`; the RFC 5803 string holds two.
+fn parse_line(line: &str) -> Result<FileAccount, String> {
+    let mut parts = line.splitn(3, ':');
+    let (Some(name), Some(phc), Some(scram)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("want NAME:$pbkdf2-sha256$...:SCRAM-SHA-256$...".into());
+    };
+    let name = account_name(name)?;
+    let password = phc.parse::<PasswordHash>().map_err(|e| e.to_string())?;
+    let scram = scram.parse::<ScramSecret>().map_err(|e| e.to_string())?;
+    Ok(FileAccount { name, password, scram })
+}
+
+/// The users-file line for `name` with `password`.
+fn entry(name: &str, password: &[u8], iterations: u32, rng: &dyn SecureRandom) -> Result<String, String> {
+    let hash = PasswordHash::generate(password, iterations, rng).map_err(|e| e.to_string())?;
+    let scram =
+        ScramSecret::generate(password, sasl::DEFAULT_SCRAM_ITERATIONS, rng).map_err(|e| e.to_string())?;
+    Ok(format!("{name}:{}:{}", hash.to_phc_string(), scram.to_rfc5803_string()))
+}
+
+/// `mail-gateway adduser FILE NAME`: hashes `password` and adds or replaces the line of
+/// `name` in `path` (created if missing). The file is replaced atomically, readable by
+/// its owner only.
+pub(crate) fn add_user(path: &Path, name: &str, password: &str, iterations: u32) -> Result<bool, String> {
+    let name = account_name(name)?;
+    check_new_password(password)?;
+    let rng = ring::rand::SystemRandom::new();
+    let line = entry(&name, password.as_bytes(), iterations, &rng)?;
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    // Check what is there before rewriting it.
+    parse(&old).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut replaced = false;
+    let mut out = String::with_capacity(old.len() + line.len() + 1);
+    for l in old.lines() {
+        let is_name =
+            l.trim().split(':').next().is_some_and(|n| n == name) && !l.trim_start().starts_with('#');
+        if is_name {
+            out.push_str(&line);
+            replaced = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if !replaced {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(out.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(replaced)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn users() -> Users {
+        let rng = ring::rand::SystemRandom::new();
+        let config = Arc::new(sasl::Config::new(&rng).unwrap().with_dummy_iterations(10).unwrap());
+        let file = parse(&entry("bob", b"hunter2", 10, &rng).unwrap()).unwrap();
+        Users::new(
+            &[Credentials { name: "alice".into(), password: Zeroizing::new("secret".into()) }],
+            file,
+            10,
+            config,
+            &rng,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn passwords() {
-        let users =
-            Users::new(&[Credentials { name: "alice".into(), password: Zeroizing::new("secret".into()) }]);
+        let users = users();
         assert_eq!(users.check_password("alice", b"secret"), Some("alice"));
         assert_eq!(users.check_password("ALICE", b"secret"), Some("alice"));
+        assert_eq!(users.check_password("bob", b"hunter2"), Some("bob"));
         for wrong in [&b"secre"[..], b"secret\0", b"secret!", b"", b"Secret"] {
             assert_eq!(users.check_password("alice", wrong), None, "{wrong:?}");
         }
-        assert_eq!(users.check_password("alice", &[b'a'; 1000]), None);
-        assert_eq!(users.check_password("bob", b"secret"), None);
-        assert_eq!(users.check_password("", b"postern-dummy-password"), None);
-        // RFC 1939 section 7's example digest, with alice's password instead.
+        assert_eq!(users.check_password("carol", b"secret"), None);
         let ts = "<1896.697170952@dbc.mtview.ca.us>";
-        assert_eq!(users.check_apop("bob", ts, "c4c9334bac560ecc979e58001b3e22fb"), None);
+        assert_eq!(users.check_apop("nobody", ts, "c4c9334bac560ecc979e58001b3e22fb"), None);
+        assert!(!format!("{users:?}").contains("secret"));
+    }
+
+    #[test]
+    fn file_format() {
+        assert!(parse("# comment\n\n").unwrap().is_empty());
+        for bad in [
+            "alice",
+            "alice:$pbkdf2-sha256$i=1$c2FsdA$AAAA",
+            "a b:x:y",
+            "alice:x:SCRAM-SHA-256$1:c2FsdA==$AA:AA",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let line = entry("bob", b"pw", 10, &rng).unwrap();
+        assert!(parse(&format!("{line}\n{line}\n")).unwrap_err().contains("twice"));
     }
 }

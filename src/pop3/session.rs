@@ -799,7 +799,10 @@ impl Session {
             .sasl_mechanisms
             .iter()
             .map(|m| m.to_ascii_uppercase())
-            .filter(|m| self.plaintext_allowed() || !matches!(m.as_str(), "PLAIN" | "LOGIN"))
+            .filter(|m| {
+                self.plaintext_allowed()
+                    || !(self.config.sasl_requires_tls || matches!(m.as_str(), "PLAIN" | "LOGIN"))
+            })
             // Channel-bound (-PLUS) mechanisms and EXTERNAL need TLS.
             .filter(|m| self.tls.is_some() || !(m.ends_with("-PLUS") || m == "EXTERNAL"))
             .collect()

@@ -75,6 +75,9 @@ pub struct Config {
     /// SASL mechanisms to offer (RFC 5034). Empty: no AUTH. `-PLUS` (channel-bound)
     /// mechanisms and `EXTERNAL` are only offered over TLS.
     pub sasl_mechanisms: Vec<String>,
+    /// Offer and accept every SASL mechanism (not only PLAIN and LOGIN) only over TLS or
+    /// with `allow_plaintext_auth`, as the SMTP session does for AUTH. Off by default.
+    pub sasl_requires_tls: bool,
     /// Offer APOP (a timestamp in the greeting). On by default; APOP's MD5 is weak, so
     /// it is refused outside TLS like a plaintext password.
     pub apop: bool,
@@ -99,6 +102,7 @@ impl Config {
             stls: false,
             allow_plaintext_auth: false,
             sasl_mechanisms: Vec::new(),
+            sasl_requires_tls: false,
             apop: true,
             implementation: None,
             login_delay: None,

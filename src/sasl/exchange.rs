@@ -261,11 +261,9 @@ impl Exchange {
             }
             None => (password, None),
         };
-        let hash = store.password(authcid);
-        let known = hash.is_some();
-        let ok = hash.as_ref().unwrap_or(&self.config.dummy_password).verify(password);
+        let ok = super::verify_password(&self.config, store, authcid, password);
         let otp_ok = self.config.password_otp_digits.is_none() || code.is_some();
-        if !(ok && known && otp_ok) {
+        if !(ok && otp_ok) {
             return Step::Failure(Failure::Credentials);
         }
         match (self.authorize(authcid.to_owned(), authzid, store), code) {

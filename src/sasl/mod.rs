@@ -341,6 +341,33 @@ pub trait CredentialStore {
     }
 }
 
+/// Checks a password outside SASL (POP3 `USER`/`PASS`) exactly as PLAIN does: an
+/// unknown user is checked against the dummy hash of `config`, so both failures cost the
+/// same and look the same.
+///
+/// ```
+/// use postern::sasl::{Config, CredentialStore, PasswordHash, verify_password};
+///
+/// struct One(PasswordHash);
+/// impl CredentialStore for One {
+///     fn password(&self, user: &str) -> Option<PasswordHash> {
+///         (user == "alice").then(|| self.0.clone())
+///     }
+/// }
+/// let store = One(PasswordHash::with_salt(b"secret", b"saltsalt", 100).unwrap());
+/// let config = Config::new(&ring::rand::SystemRandom::new()).unwrap().with_dummy_iterations(100).unwrap();
+/// assert!(verify_password(&config, &store, "alice", b"secret"));
+/// assert!(!verify_password(&config, &store, "alice", b"secreT"));
+/// assert!(!verify_password(&config, &store, "bob", b"secret"));
+/// ```
+#[must_use]
+pub fn verify_password(config: &Config, store: &dyn CredentialStore, user: &str, password: &[u8]) -> bool {
+    let hash = store.password(user);
+    let known = hash.is_some();
+    let ok = hash.as_ref().unwrap_or(&config.dummy_password).verify(password);
+    ok && known
+}
+
 /// Checks an APOP login (RFC 1939 §7) against the store: the user's name if `digest` is
 /// right. An unknown user costs the same MD5 over a dummy secret.
 ///

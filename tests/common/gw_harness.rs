@@ -262,6 +262,9 @@ impl Gateway {
                 // Scanners and multi-connection tests would exceed the default per-client
                 // connection rate; a test of the limits passes its own (the last one counts).
                 .args(["--conn-rate", "off"])
+                // PBKDF2 at the default 100 000 iterations takes ~0.3 s per login in a
+                // debug build; tests that log in often do not need the cost.
+                .args(["--hash-iterations", "1000"])
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
