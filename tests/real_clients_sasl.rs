@@ -314,3 +314,164 @@ fn users_file_from_adduser_then_scram_plain_and_apop() {
     assert!(!out.status.success() && out.text().contains("line 1"), "{}", out.text());
     let _ = fs::remove_dir_all(&dir);
 }
+
+// ----- SCRAM-SHA-256-PLUS against the gateway, over implicit TLS ------------------------
+
+/// A blocking SMTP client over `postern::tls::TlsChannel` (rustls), trusting the
+/// gateway's demo CA.
+struct TlsClient {
+    stream: std::net::TcpStream,
+    tls: postern::tls::TlsChannel,
+    plain: Vec<u8>,
+}
+
+impl TlsClient {
+    fn connect(addr: std::net::SocketAddr, ca: &std::path::Path) -> TlsClient {
+        use std::io::Write as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in postern::tls::certificates_from_pem(&fs::read(ca).unwrap()).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tls = postern::tls::TlsChannel::client(std::sync::Arc::new(config), "localhost").unwrap();
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(gw_harness::SOCKET_TIMEOUT)).unwrap();
+        let mut c = TlsClient { stream, tls, plain: Vec::new() };
+        while c.tls.is_handshaking() {
+            let mut out = Vec::new();
+            c.tls.poll_transmit(&mut out);
+            c.stream.write_all(&out).unwrap();
+            if c.tls.is_handshaking() {
+                c.read_some();
+            }
+        }
+        c
+    }
+
+    fn read_some(&mut self) {
+        use std::io::Read as _;
+        let mut buf = [0_u8; 16 * 1024];
+        let n = self.stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the gateway closed the connection");
+        self.tls.receive(&buf[..n], &mut self.plain).unwrap();
+        let mut out = Vec::new();
+        self.tls.poll_transmit(&mut out);
+        std::io::Write::write_all(&mut self.stream, &out).unwrap();
+    }
+
+    /// One complete SMTP reply.
+    fn reply(&mut self) -> String {
+        loop {
+            let text = String::from_utf8_lossy(&self.plain).into_owned();
+            if let Some(end) = text
+                .split_inclusive("\r\n")
+                .scan(0, |pos, line| {
+                    *pos += line.len();
+                    Some((*pos, line))
+                })
+                .find(|(_, line)| line.len() > 3 && line.as_bytes()[3] == b' ' && line.ends_with("\r\n"))
+                .map(|(pos, _)| pos)
+            {
+                self.plain.drain(..end);
+                return text[..end].to_owned();
+            }
+            self.read_some();
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.tls.send(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut out = Vec::new();
+        self.tls.poll_transmit(&mut out);
+        std::io::Write::write_all(&mut self.stream, &out).unwrap();
+        self.reply()
+    }
+}
+
+/// The SCRAM-SHA-256 client proof (RFC 5802 §3) for `server_first`, with `cbind` as the
+/// channel-binding input (GS2 header, then the binding data for -PLUS).
+fn client_final(
+    password: &[u8],
+    client_first_bare: &str,
+    server_first: &str,
+    cbind: &[u8],
+) -> (String, Vec<u8>) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use ring::hmac;
+    let mut fields = server_first.split(',');
+    let nonce = fields.next().unwrap().strip_prefix("r=").unwrap();
+    let salt = STANDARD.decode(fields.next().unwrap().strip_prefix("s=").unwrap()).unwrap();
+    let iterations: u32 = fields.next().unwrap().strip_prefix("i=").unwrap().parse().unwrap();
+    let mut salted = [0_u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations.try_into().unwrap(),
+        &salt,
+        password,
+        &mut salted,
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+    let client_key = hmac::sign(&key, b"Client Key");
+    let stored_key = ring::digest::digest(&ring::digest::SHA256, client_key.as_ref());
+    let without_proof = format!("c={},r={nonce}", STANDARD.encode(cbind));
+    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature =
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, stored_key.as_ref()), auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.as_ref().iter().zip(signature.as_ref()).map(|(a, b)| a ^ b).collect();
+    let server_key = hmac::sign(&key, b"Server Key");
+    let v = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, server_key.as_ref()), auth_message.as_bytes());
+    (
+        format!("{without_proof},p={}", STANDARD.encode(proof)),
+        format!("v={}", STANDARD.encode(v.as_ref())).into_bytes(),
+    )
+}
+
+#[test]
+fn scram_sha256_plus_against_the_gateway_over_smtps() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let gw = Gateway::start("sasl-plus", &["--user", "alice:secret"]);
+    for (password, want) in [("secret", "235 2.7.0"), ("wrong", "535 5.7.8")] {
+        let mut c = TlsClient::connect(gw.smtps_addr, &gw.ca());
+        let binding = c.tls.tls_exporter().expect("a TLS 1.3 binding");
+        assert!(c.reply().starts_with("220 "));
+        let ehlo = c.cmd("EHLO client.example.test");
+        assert!(ehlo.contains("AUTH PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n"), "{ehlo}");
+        let first = "p=tls-exporter,,n=alice,r=gatewaytestnonce";
+        let r = c.cmd(&format!("AUTH SCRAM-SHA-256-PLUS {}", STANDARD.encode(first)));
+        let server_first =
+            String::from_utf8(STANDARD.decode(r.trim_end().strip_prefix("334 ").unwrap()).unwrap()).unwrap();
+        let mut cbind = b"p=tls-exporter,,".to_vec();
+        cbind.extend_from_slice(&binding);
+        let (fin, v) = client_final(password.as_bytes(), "n=alice,r=gatewaytestnonce", &server_first, &cbind);
+        let r = c.cmd(&STANDARD.encode(fin));
+        if password == "secret" {
+            assert_eq!(r, format!("334 {}\r\n", STANDARD.encode(&v)), "the server proved it knows the key");
+            assert!(c.cmd("").starts_with(want));
+        } else {
+            assert!(r.starts_with(want), "{r}");
+        }
+    }
+    // A binding from another connection (a relay in the middle) is refused.
+    let mut c = TlsClient::connect(gw.smtps_addr, &gw.ca());
+    let other = TlsClient::connect(gw.smtps_addr, &gw.ca()).tls.tls_exporter().unwrap();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("EHLO client.example.test");
+    let first = "p=tls-exporter,,n=alice,r=n2";
+    let r = c.cmd(&format!("AUTH SCRAM-SHA-256-PLUS {}", STANDARD.encode(first)));
+    let server_first =
+        String::from_utf8(STANDARD.decode(r.trim_end().strip_prefix("334 ").unwrap()).unwrap()).unwrap();
+    let mut cbind = b"p=tls-exporter,,".to_vec();
+    cbind.extend_from_slice(&other);
+    let (fin, _) = client_final(b"secret", "n=alice,r=n2", &server_first, &cbind);
+    assert!(c.cmd(&STANDARD.encode(fin)).starts_with("535 5.7.8"));
+    assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS: authenticated as \"alice\""), "{}", gw.log());
+    assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS failed: ChannelBinding"), "{}", gw.log());
+}

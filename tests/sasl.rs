@@ -661,3 +661,72 @@ proptest! {
         prop_assert!(matches!(step, Step::Failure(_)), "{step:?}");
     }
 }
+
+// ----- SCRAM-SHA-256-PLUS over a real rustls connection --------------------------------
+
+/// A server and a client TLS channel, handshake done (TLS 1.3, ring provider).
+fn tls_pair() -> (postern::tls::TlsChannel, postern::tls::TlsChannel) {
+    use postern::tls::TlsChannel;
+    let cert = rcgen::generate_simple_self_signed(vec!["mx.example.test".into()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut s = TlsChannel::server(Arc::new(server)).unwrap();
+    let mut c = TlsChannel::client(Arc::new(client), "mx.example.test").unwrap();
+    assert!(s.tls_exporter().is_none(), "no binding before the handshake");
+    let (mut to_s, mut to_c, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..4 {
+        c.poll_transmit(&mut to_s);
+        s.receive(&to_s, &mut plain).unwrap();
+        to_s.clear();
+        s.poll_transmit(&mut to_c);
+        c.receive(&to_c, &mut plain).unwrap();
+        to_c.clear();
+    }
+    assert!(!s.is_handshaking() && !c.is_handshaking());
+    (s, c)
+}
+
+#[test]
+fn scram_sha256_plus_over_rustls_tls_exporter() {
+    let store = Store::new();
+    let (server, client) = tls_pair();
+    let (sb, cb) = (server.tls_exporter().unwrap(), client.tls_exporter().unwrap());
+    assert_eq!(sb, cb, "both ends export the same binding");
+    let (other, _) = tls_pair();
+    assert_ne!(other.tls_exporter().unwrap(), sb, "each connection has its own");
+
+    let mut cbind = b"p=tls-exporter,,".to_vec();
+    cbind.extend_from_slice(&cb);
+    let mut x = exchange(Mechanism::ScramSha256Plus, Channel::default().with_tls_exporter(sb));
+    let first = "p=tls-exporter,,n=user,r=tlsnonce";
+    let server_first = String::from_utf8(challenge(x.start(Some(first.as_bytes()), &store))).unwrap();
+    challenge(
+        x.respond(client_final(b"pencil", "n=user,r=tlsnonce", &server_first, &cbind).as_bytes(), &store),
+    );
+    assert_eq!(success(x.respond(b"", &store)).identity(), "user");
+
+    // A man in the middle has two TLS connections: the client's binding is not the
+    // server's, and the exchange fails even with the right password.
+    let mut x = exchange(
+        Mechanism::ScramSha256Plus,
+        Channel::default().with_tls_exporter(other.tls_exporter().unwrap()),
+    );
+    let server_first = String::from_utf8(challenge(x.start(Some(first.as_bytes()), &store))).unwrap();
+    let step =
+        x.respond(client_final(b"pencil", "n=user,r=tlsnonce", &server_first, &cbind).as_bytes(), &store);
+    assert_eq!(failure(step), Failure::ChannelBinding);
+}
