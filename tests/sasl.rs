@@ -730,3 +730,44 @@ fn scram_sha256_plus_over_rustls_tls_exporter() {
         x.respond(client_final(b"pencil", "n=user,r=tlsnonce", &server_first, &cbind).as_bytes(), &store);
     assert_eq!(failure(step), Failure::ChannelBinding);
 }
+
+// ----- timing ---------------------------------------------------------------------------
+
+/// An unknown user costs what a wrong password costs (the dummy hash has the same
+/// iteration count), and both fail the same way. Medians of interleaved runs; generous
+/// bounds, as the machine is shared.
+#[test]
+fn unknown_user_and_wrong_password_cost_the_same() {
+    const N: u32 = 20_000;
+    struct One(PasswordHash);
+    impl CredentialStore for One {
+        fn password(&self, user: &str) -> Option<PasswordHash> {
+            (user == "alice").then(|| self.0.clone())
+        }
+    }
+    let store = One(PasswordHash::with_salt(b"secret", b"salt-of-alice", N).unwrap());
+    let rng = ring::rand::SystemRandom::new();
+    let config = Arc::new(Config::new(&rng).unwrap().with_dummy_iterations(N).unwrap());
+    let time = |response: &[u8]| {
+        let mut x = Exchange::new(Mechanism::Plain, Arc::clone(&config), Channel::default(), &rng).unwrap();
+        let t = Instant::now();
+        let step = x.start(Some(response), &store);
+        let elapsed = t.elapsed();
+        assert_eq!(failure(step), Failure::Credentials);
+        elapsed
+    };
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        unknown.push(time(b"\0nobody\0secret"));
+        wrong.push(time(b"\0alice\0wrong"));
+    }
+    unknown.sort();
+    wrong.sort();
+    let ratio = unknown[4].as_secs_f64() / wrong[4].as_secs_f64();
+    assert!(
+        (0.6..1.67).contains(&ratio),
+        "unknown/wrong median ratio {ratio:.2} ({:?} vs {:?})",
+        unknown[4],
+        wrong[4]
+    );
+}
