@@ -475,3 +475,61 @@ fn scram_sha256_plus_against_the_gateway_over_smtps() {
     assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS: authenticated as \"alice\""), "{}", gw.log());
     assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS failed: ChannelBinding"), "{}", gw.log());
 }
+
+/// USER/PASS over a raw POP3 socket: the reply to PASS.
+fn pop3_user_pass(gw: &Gateway, user: &str, password: &str) -> String {
+    use std::io::{BufRead as _, Write as _};
+    let stream = std::net::TcpStream::connect(gw.pop3_addr).unwrap();
+    stream.set_read_timeout(Some(gw_harness::SOCKET_TIMEOUT)).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let mut w = &stream;
+    w.write_all(format!("USER {user}\r\nPASS {password}\r\n").as_bytes()).unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    let _ = w.write_all(b"QUIT\r\n");
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn totp_second_factor_from_adduser() {
+    use postern::otp::{Algorithm, OtpSecret, Totp};
+    let dir = std::env::temp_dir().join(format!("postern-sasl-totp-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users");
+    let mut cmd = Command::new(gateway_binary());
+    cmd.arg("adduser").arg(&file).args(["erin", "--hash-iterations", "1000", "--totp"]);
+    let out = run(cmd, Some(b"pass phrase\n"), CLIENT_TIMEOUT);
+    assert!(out.status.success(), "{}", out.text());
+    let uri = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(uri.starts_with("otpauth://totp/postern%20mail-gateway:erin?secret="), "{uri}");
+    let secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
+    let totp = Totp::new(OtpSecret::from_base32(secret).unwrap(), Algorithm::Sha1, 6).unwrap();
+    assert!(fs::read_to_string(&file).unwrap().contains(&format!(":totp={secret}\n")));
+
+    let path = file.display().to_string();
+    let gw = Gateway::start("sasl-totp", &["--users", &path, "--allow-plaintext-auth"]);
+    // The password alone, or with a wrong code, is refused.
+    assert_eq!(pop3_user_pass(&gw, "erin", "pass phrase"), "-ERR [AUTH] invalid credentials");
+    assert_eq!(pop3_user_pass(&gw, "erin", "pass phrase000000x"), "-ERR [AUTH] invalid credentials");
+    // Password + the current code: accepted once, over SMTP AUTH PLAIN (curl)...
+    let code = totp.code_at(std::time::SystemTime::now());
+    if require_tool("curl") {
+        let out = curl_auth(&gw, "PLAIN", "erin", &format!("pass phrase{}", code.as_str()), "totp");
+        assert!(out.status.success(), "{}\n{}", out.text(), gw.log());
+        // ... and never again (a replay), here over POP3.
+        let again = pop3_user_pass(&gw, "erin", &format!("pass phrase{}", code.as_str()));
+        assert_eq!(again, "-ERR [AUTH] invalid credentials");
+    } else {
+        let first = pop3_user_pass(&gw, "erin", &format!("pass phrase{}", code.as_str()));
+        assert!(first.starts_with("+OK"), "{first}");
+    }
+    // SCRAM cannot carry the code: refused for this user.
+    if require_scramp() {
+        assert_eq!(scramp(&gw, "smtp", "erin", "pass phrase"), "535");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

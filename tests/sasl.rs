@@ -343,6 +343,10 @@ fn login_with_and_without_initial_response() {
     let mut x = exchange(Mechanism::Login, Channel::default());
     assert_eq!(challenge(x.start(Some(b"alice"), &store)), b"Password:");
     assert_eq!(success(x.respond(b"secret", &store)).identity(), "alice");
+    // HMAC zero-pads short keys, so PBKDF2 alone would accept "secret\0": refused.
+    let mut x = exchange(Mechanism::Login, Channel::default());
+    challenge(x.start(Some(b"alice"), &store));
+    assert_eq!(failure(x.respond(b"secret\0", &store)), Failure::Credentials);
     let mut x = exchange(Mechanism::Login, Channel::default());
     assert_eq!(failure(x.respond_line(b"", &store)), Failure::OutOfOrder, "respond before start");
 }

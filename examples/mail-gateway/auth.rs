@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use postern::sasl::{self, Channel, Exchange, Mechanism};
+use postern::sasl::{self, Channel, Exchange, Failure, Mechanism, Step};
 
 use crate::cli::Args;
 use crate::transport::Transport;
@@ -50,4 +50,19 @@ pub(crate) fn begin(users: &Users, mechanism: &str, transport: &Transport) -> Re
     }
     Exchange::new(mechanism, Arc::clone(users.sasl()), channel, &ring::rand::SystemRandom::new())
         .map_err(|e| e.to_string())
+}
+
+/// Resolves [`Step::SecondFactor`] (a user with a TOTP second factor typed the password
+/// and a code): success if the code is fresh and right, else the usual failure.
+pub(crate) fn second_factor(users: &Users, step: Step) -> Step {
+    match step {
+        Step::SecondFactor { user, code } => {
+            if users.check_second_factor(&user.authcid, &code) {
+                Step::Success(user)
+            } else {
+                Step::Failure(Failure::Credentials)
+            }
+        }
+        other => other,
+    }
 }

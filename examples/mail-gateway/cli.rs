@@ -70,6 +70,8 @@ pub(crate) enum Parsed {
         name: String,
         /// PBKDF2 iterations.
         iterations: u32,
+        /// `--totp`: also enrol a TOTP second factor.
+        totp: bool,
     },
 }
 
@@ -90,9 +92,12 @@ those Maildirs over POP3, with TLS on every port.
 
 USAGE:
     cargo run --release --example mail-gateway -- [OPTIONS]
-    cargo run --release --example mail-gateway -- adduser FILE NAME [--hash-iterations N]
+    cargo run --release --example mail-gateway -- adduser FILE NAME [--hash-iterations N] [--totp]
                                add NAME to the users FILE (or change its password): the
-                               password is read from stdin (one line), stored hashed
+                               password is read from stdin (one line), stored hashed.
+                               --totp also enrols a TOTP second factor (its otpauth://
+                               URI is printed): the user then types the password
+                               followed by the 6-digit code, and SCRAM is refused
 
 LISTENERS:
     --smtp ADDR                SMTP for other servers (port 25 style): STARTTLS, no
@@ -394,6 +399,7 @@ fn iterations(v: &str) -> Result<u32, UsageError> {
 fn adduser(args: impl Iterator<Item = OsString>) -> Result<Parsed, UsageError> {
     let mut positional = Vec::new();
     let mut iterations_value = DEFAULT_HASH_ITERATIONS;
+    let mut totp = false;
     let mut args =
         args.map(|a| a.into_string().map_err(|a| UsageError(format!("argument is not UTF-8: {a:?}"))));
     while let Some(arg) = args.next() {
@@ -403,6 +409,8 @@ fn adduser(args: impl Iterator<Item = OsString>) -> Result<Parsed, UsageError> {
         } else if arg == "--hash-iterations" {
             let v = args.next().ok_or_else(|| UsageError("--hash-iterations needs a value".into()))??;
             iterations_value = iterations(&v)?;
+        } else if arg == "--totp" {
+            totp = true;
         } else if arg.starts_with("--") {
             return Err(UsageError(format!("adduser: unknown argument {arg:?}")));
         } else {
@@ -412,5 +420,5 @@ fn adduser(args: impl Iterator<Item = OsString>) -> Result<Parsed, UsageError> {
     let [file, name] = <[String; 2]>::try_from(positional)
         .map_err(|_| UsageError("adduser wants FILE NAME (the password comes on stdin)".into()))?;
     let name = users::account_name(&name).map_err(|why| UsageError(format!("adduser {why}")))?;
-    Ok(Parsed::AddUser { file: PathBuf::from(file), name, iterations: iterations_value })
+    Ok(Parsed::AddUser { file: PathBuf::from(file), name, iterations: iterations_value, totp })
 }

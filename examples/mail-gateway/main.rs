@@ -82,7 +82,9 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
         }
-        Ok(cli::Parsed::AddUser { file, name, iterations }) => return adduser(&file, &name, iterations),
+        Ok(cli::Parsed::AddUser { file, name, iterations, totp }) => {
+            return adduser(&file, &name, iterations, totp);
+        }
         Err(e) => {
             eprintln!("error: {e}\n\n{}", cli::USAGE);
             return ExitCode::from(2);
@@ -472,17 +474,22 @@ fn write_and_forget(stream: &TcpStream, bytes: &[u8]) {
 }
 
 /// `adduser FILE NAME`: reads the password from stdin (one line) and writes its hashes.
-fn adduser(file: &std::path::Path, name: &str, iterations: u32) -> ExitCode {
+/// With `totp`, prints the `otpauth://` URI of the new second factor on stdout.
+fn adduser(file: &std::path::Path, name: &str, iterations: u32, totp: bool) -> ExitCode {
     let mut line = zeroize::Zeroizing::new(String::new());
     if let Err(e) = io::stdin().read_line(&mut line) {
         eprintln!("error: reading the password from stdin: {e}");
         return ExitCode::FAILURE;
     }
     let password = line.trim_end_matches(['\r', '\n']);
-    match users::add_user(file, name, password, iterations) {
-        Ok(replaced) => {
-            let what = if replaced { "password changed for" } else { "added" };
+    match users::add_user(file, name, password, iterations, totp) {
+        Ok(added) => {
+            let what = if added.replaced { "password changed for" } else { "added" };
             eprintln!("{what} {name} in {}", file.display());
+            if let Some(uri) = added.otpauth {
+                eprintln!("TOTP second factor: add this URI to an authenticator app (it holds the secret):");
+                println!("{}", uri.as_str());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -455,6 +455,7 @@ impl Connection<'_> {
     fn sasl_step(&mut self, step: Step) {
         let log = self.log;
         let mechanism = self.sasl.as_ref().map_or("?", |x| x.mechanism().name());
+        let step = crate::auth::second_factor(&self.gateway.users, step);
         match step {
             Step::Challenge(challenge) => decided(log, "AUTH", self.session.auth_challenge(&challenge)),
             Step::Success(who) => {

@@ -17,6 +17,11 @@
 //! and the RFC 5803 verifier for SCRAM-SHA-256(-PLUS). No plaintext: `mail-gateway
 //! adduser FILE NAME` reads the password from stdin and writes the line.
 //!
+//! An optional last field `:totp=BASE32` (`adduser --totp`) adds a second factor: the
+//! user types the password followed by the 6-digit TOTP code (PLAIN, LOGIN, USER/PASS);
+//! a code is accepted once only. SCRAM cannot carry the code, so it is refused for such
+//! a user (as for an unknown one).
+//!
 //! APOP and CRAM-MD5 need the plaintext secret on the server, so only `--user
 //! NAME:PASSWORD` accounts (whose password is on the command line anyway) can use them;
 //! for file accounts they fail like a wrong password.
@@ -24,7 +29,10 @@
 use std::fmt;
 use std::io::{self, Write as _};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use postern::otp::{Algorithm, OtpSecret, ReplayGuard, Totp};
 
 use postern::sasl::{self, CredentialStore, PasswordHash, ScramSecret, SharedSecret};
 use ring::rand::SecureRandom;
@@ -46,7 +54,12 @@ struct Account {
     scram: ScramSecret,
     /// The plaintext secret, for APOP and CRAM-MD5: `--user` accounts only.
     shared: Option<SharedSecret>,
+    /// The second factor, with the last accepted time step.
+    totp: Option<(Totp, Mutex<ReplayGuard>)>,
 }
+
+/// Digits of the TOTP codes (what authenticator apps show by default).
+const TOTP_DIGITS: u8 = 6;
 
 /// The accounts known to POP3 and submission; the credential store of the SASL exchanges.
 pub(crate) struct Users {
@@ -92,18 +105,15 @@ impl Users {
                 PasswordHash::generate(pw, iterations, rng).map_err(|e| format!("--user {}: {e}", c.name))?;
             let scram = ScramSecret::generate(pw, sasl::DEFAULT_SCRAM_ITERATIONS, rng)
                 .map_err(|e| format!("--user {}: {e}", c.name))?;
-            accounts.push(Account {
-                name: c.name.clone(),
-                password,
-                scram,
-                shared: Some(SharedSecret::new(pw)),
-            });
+            let shared = Some(SharedSecret::new(pw));
+            accounts.push(Account { name: c.name.clone(), password, scram, shared, totp: None });
         }
         for f in file {
             if accounts.iter().any(|a| a.name == f.name) {
                 return Err(format!("user {:?} is defined twice (--user and --users)", f.name));
             }
-            accounts.push(Account { name: f.name, password: f.password, scram: f.scram, shared: None });
+            let totp = f.totp.map(|t| (t, Mutex::new(ReplayGuard::default())));
+            accounts.push(Account { name: f.name, password: f.password, scram: f.scram, shared: None, totp });
         }
         Ok(Self { accounts, sasl })
     }
@@ -123,10 +133,31 @@ impl Users {
         self.find(user).map(|a| a.name.as_str())
     }
 
-    /// USER/PASS: the Maildir name if `user` exists and `password` is its password.
+    /// USER/PASS: the Maildir name if `user` exists and `password` is its password
+    /// (followed by a fresh TOTP code if the user has a second factor).
     pub(crate) fn check_password(&self, user: &str, password: &[u8]) -> Option<&str> {
-        let ok = sasl::verify_password(&self.sasl, self, user, password);
+        let digits = self.second_factor_digits(user);
+        let ok = match digits.map(|d| postern::otp::split_code(password, d)) {
+            Some(Some((password, code))) => {
+                sasl::verify_password(&self.sasl, self, user, password)
+                    && self.check_second_factor(user, code)
+            }
+            Some(None) => {
+                // No code: still pay for the hash, then fail.
+                let _ = sasl::verify_password(&self.sasl, self, user, password);
+                false
+            }
+            None => sasl::verify_password(&self.sasl, self, user, password),
+        };
         self.canonical(user).filter(|_| ok)
+    }
+
+    /// The second factor after a right password: `code` must be the user's current TOTP
+    /// code (one step of drift either way) and not one accepted before.
+    pub(crate) fn check_second_factor(&self, user: &str, code: &str) -> bool {
+        let Some((totp, guard)) = self.find(user).and_then(|a| a.totp.as_ref()) else { return false };
+        let mut guard = guard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        totp.verify(code, SystemTime::now(), &mut guard).is_some()
     }
 
     /// APOP: the Maildir name if `user` exists, has a shared secret, and `digest` is
@@ -155,11 +186,16 @@ impl CredentialStore for Users {
     }
 
     fn scram_sha256(&self, authcid: &str) -> Option<ScramSecret> {
-        self.find(authcid).map(|a| a.scram.clone())
+        // SCRAM cannot carry a TOTP code: refused for users with a second factor.
+        self.find(authcid).filter(|a| a.totp.is_none()).map(|a| a.scram.clone())
     }
 
     fn shared_secret(&self, authcid: &str) -> Option<SharedSecret> {
-        self.find(authcid).and_then(|a| a.shared.clone())
+        self.find(authcid).filter(|a| a.totp.is_none()).and_then(|a| a.shared.clone())
+    }
+
+    fn second_factor_digits(&self, authcid: &str) -> Option<u8> {
+        self.find(authcid).and_then(|a| a.totp.as_ref()).map(|_| TOTP_DIGITS)
     }
 }
 
@@ -189,6 +225,13 @@ pub(crate) struct FileAccount {
     name: String,
     password: PasswordHash,
     scram: ScramSecret,
+    totp: Option<Totp>,
+}
+
+impl fmt::Debug for FileAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileAccount").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 /// Reads the users file. Errors name the line; they never echo a secret.
@@ -213,34 +256,80 @@ fn parse(text: &str) -> Result<Vec<FileAccount>, String> {
     Ok(accounts)
 }
 
-/// `name:PHC:RFC5803`. The PHC string holds no `:`; the RFC 5803 string holds two.
+/// `name:PHC:RFC5803[:totp=BASE32]`. The PHC string holds no `:`; the RFC 5803 string
+/// holds two.
 fn parse_line(line: &str) -> Result<FileAccount, String> {
+    let want = || "want NAME:$pbkdf2-sha256$...:SCRAM-SHA-256$...[:totp=BASE32]".to_owned();
     let mut parts = line.splitn(3, ':');
-    let (Some(name), Some(phc), Some(scram)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("want NAME:$pbkdf2-sha256$...:SCRAM-SHA-256$...".into());
+    let (Some(name), Some(phc), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(want());
     };
     let name = account_name(name)?;
     let password = phc.parse::<PasswordHash>().map_err(|e| e.to_string())?;
-    let scram = scram.parse::<ScramSecret>().map_err(|e| e.to_string())?;
-    Ok(FileAccount { name, password, scram })
+    let mut rest = rest.splitn(4, ':');
+    let (Some(a), Some(b), Some(c)) = (rest.next(), rest.next(), rest.next()) else { return Err(want()) };
+    let scram = format!("{a}:{b}:{c}").parse::<ScramSecret>().map_err(|e| e.to_string())?;
+    let totp = match rest.next() {
+        None => None,
+        Some(field) => {
+            let b32 = field.strip_prefix("totp=").ok_or_else(want)?;
+            let secret = OtpSecret::from_base32(b32).map_err(|e| format!("totp: {e}"))?;
+            Some(Totp::new(secret, Algorithm::Sha1, TOTP_DIGITS).map_err(|e| format!("totp: {e}"))?)
+        }
+    };
+    Ok(FileAccount { name, password, scram, totp })
 }
 
-/// The users-file line for `name` with `password`.
-fn entry(name: &str, password: &[u8], iterations: u32, rng: &dyn SecureRandom) -> Result<String, String> {
+/// The users-file line for `name` with `password` (and a TOTP secret).
+fn entry(
+    name: &str,
+    password: &[u8],
+    iterations: u32,
+    totp: Option<&OtpSecret>,
+    rng: &dyn SecureRandom,
+) -> Result<Zeroizing<String>, String> {
     let hash = PasswordHash::generate(password, iterations, rng).map_err(|e| e.to_string())?;
     let scram =
         ScramSecret::generate(password, sasl::DEFAULT_SCRAM_ITERATIONS, rng).map_err(|e| e.to_string())?;
-    Ok(format!("{name}:{}:{}", hash.to_phc_string(), scram.to_rfc5803_string()))
+    let mut line = Zeroizing::new(format!("{name}:{}:{}", hash.to_phc_string(), scram.to_rfc5803_string()));
+    if let Some(secret) = totp {
+        line.push_str(":totp=");
+        line.push_str(&secret.to_base32());
+    }
+    Ok(line)
 }
 
-/// `mail-gateway adduser FILE NAME`: hashes `password` and adds or replaces the line of
-/// `name` in `path` (created if missing). The file is replaced atomically, readable by
-/// its owner only.
-pub(crate) fn add_user(path: &Path, name: &str, password: &str, iterations: u32) -> Result<bool, String> {
+/// What `adduser` did.
+pub(crate) struct Added {
+    /// An existing line of the user was replaced.
+    pub(crate) replaced: bool,
+    /// With `--totp`: the `otpauth://` URI to enrol in an authenticator app.
+    pub(crate) otpauth: Option<Zeroizing<String>>,
+}
+
+/// `mail-gateway adduser FILE NAME [--totp]`: hashes `password` and adds or replaces the
+/// line of `name` in `path` (created if missing). The file is replaced atomically,
+/// readable by its owner only.
+pub(crate) fn add_user(
+    path: &Path,
+    name: &str,
+    password: &str,
+    iterations: u32,
+    totp: bool,
+) -> Result<Added, String> {
     let name = account_name(name)?;
     check_new_password(password)?;
     let rng = ring::rand::SystemRandom::new();
-    let line = entry(&name, password.as_bytes(), iterations, &rng)?;
+    let secret = if totp { Some(OtpSecret::generate(&rng).map_err(|e| e.to_string())?) } else { None };
+    let line = entry(&name, password.as_bytes(), iterations, secret.as_ref(), &rng)?;
+    let otpauth = match &secret {
+        Some(secret) => Some(
+            Totp::new(secret.clone(), Algorithm::Sha1, TOTP_DIGITS)
+                .map_err(|e| e.to_string())?
+                .otpauth_uri("postern mail-gateway", &name),
+        ),
+        None => None,
+    };
     let old = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -249,7 +338,7 @@ pub(crate) fn add_user(path: &Path, name: &str, password: &str, iterations: u32)
     // Check what is there before rewriting it.
     parse(&old).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut replaced = false;
-    let mut out = String::with_capacity(old.len() + line.len() + 1);
+    let mut out = Zeroizing::new(String::with_capacity(old.len() + line.len() + 1));
     for l in old.lines() {
         let is_name =
             l.trim().split(':').next().is_some_and(|n| n == name) && !l.trim_start().starts_with('#');
@@ -280,7 +369,7 @@ pub(crate) fn add_user(path: &Path, name: &str, password: &str, iterations: u32)
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(replaced)
+    Ok(Added { replaced, otpauth })
 }
 
 #[cfg(test)]
@@ -290,7 +379,7 @@ mod tests {
     fn users() -> Users {
         let rng = ring::rand::SystemRandom::new();
         let config = Arc::new(sasl::Config::new(&rng).unwrap().with_dummy_iterations(10).unwrap());
-        let file = parse(&entry("bob", b"hunter2", 10, &rng).unwrap()).unwrap();
+        let file = parse(&entry("bob", b"hunter2", 10, None, &rng).unwrap()).unwrap();
         Users::new(
             &[Credentials { name: "alice".into(), password: Zeroizing::new("secret".into()) }],
             file,
@@ -328,7 +417,13 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let rng = ring::rand::SystemRandom::new();
-        let line = entry("bob", b"pw", 10, &rng).unwrap();
-        assert!(parse(&format!("{line}\n{line}\n")).unwrap_err().contains("twice"));
+        let line = entry("bob", b"pw", 10, None, &rng).unwrap();
+        assert!(parse(&format!("{}\n{}\n", *line, *line)).unwrap_err().contains("twice"));
+        let secret = OtpSecret::new(b"12345678901234567890".to_vec());
+        let line = entry("carol", b"pw", 10, Some(&secret), &rng).unwrap();
+        assert!(line.ends_with(":totp=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"), "{}", *line);
+        assert!(parse(&line).unwrap()[0].totp.is_some());
+        assert!(parse(&format!("{}x", *line)).is_err());
+        assert!(parse(&line.replace("totp=", "otp=")).is_err());
     }
 }

@@ -21,8 +21,9 @@ pub enum Step {
     Challenge(Vec<u8>),
     /// Authenticated (`smtp::Session::auth_succeed`, `pop3::Session::accept_login`).
     Success(Authenticated),
-    /// The password was right and [`Config::password_otp_digits`] split this one-time
-    /// code off its end: check it (e.g. [`crate::otp::Totp::verify`]), then succeed or fail.
+    /// The password was right and [`Config::password_otp_digits`] (or the store's
+    /// [`CredentialStore::second_factor_digits`] for this user) split this one-time code
+    /// off its end: check it (e.g. [`crate::otp::Totp::verify`]), then succeed or fail.
     SecondFactor {
         /// Who passed the first factor.
         user: Authenticated,
@@ -251,7 +252,8 @@ impl Exchange {
         store: &dyn CredentialStore,
     ) -> Step {
         self.state = State::Done;
-        let (password, code) = match self.config.password_otp_digits {
+        let digits = self.config.password_otp_digits.or_else(|| store.second_factor_digits(authcid));
+        let (password, code) = match digits {
             Some(n) => {
                 let cut = password.len().saturating_sub(usize::from(n));
                 let (p, c) = password.split_at(cut);
@@ -262,7 +264,7 @@ impl Exchange {
             None => (password, None),
         };
         let ok = super::verify_password(&self.config, store, authcid, password);
-        let otp_ok = self.config.password_otp_digits.is_none() || code.is_some();
+        let otp_ok = digits.is_none() || code.is_some();
         if !(ok && otp_ok) {
             return Step::Failure(Failure::Credentials);
         }

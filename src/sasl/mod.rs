@@ -83,6 +83,9 @@ pub enum SaslError {
     /// client identity.
     #[error("{0} needs a TLS channel (binding or client identity) that this connection does not have")]
     NoChannel(&'static str),
+    /// A password holding a NUL octet (refused: see [`PasswordHash::verify`]).
+    #[error("a password must not hold a NUL octet")]
+    NulInPassword,
     /// An unknown mechanism name.
     #[error("unknown SASL mechanism {0:?}")]
     UnknownMechanism(String),
@@ -315,6 +318,15 @@ pub trait CredentialStore {
 
     /// The plaintext-equivalent secret of `authcid`, for CRAM-MD5 and APOP.
     fn shared_secret(&self, authcid: &str) -> Option<SharedSecret> {
+        let _ = authcid;
+        None
+    }
+
+    /// Per-user second factor for PLAIN and LOGIN: if `authcid` has one, the number of
+    /// one-time-code digits appended to the password (the exchange then ends with
+    /// [`Step::SecondFactor`]). Default: none. Such a user should have no SCRAM verifier
+    /// or shared secret, or those mechanisms would skip the second factor.
+    fn second_factor_digits(&self, authcid: &str) -> Option<u8> {
         let _ = authcid;
         None
     }

@@ -67,9 +67,13 @@ impl PasswordHash {
     }
 
     /// Hashes `password` with the given salt (deterministic: for tests and migrations).
+    /// A password holding a NUL octet is refused (see [`verify`](Self::verify)).
     pub fn with_salt(password: &[u8], salt: &[u8], iterations: u32) -> Result<Self, SaslError> {
         if salt.is_empty() || salt.len() > MAX_SALT {
             return Err(SaslError::Salt);
+        }
+        if password.contains(&0) {
+            return Err(SaslError::NulInPassword);
         }
         let n = self::iterations(iterations)?;
         let mut hash = Zeroizing::new([0_u8; 32]);
@@ -89,10 +93,21 @@ impl PasswordHash {
     }
 
     /// `true` if `password` is the password (PBKDF2 again, compared in constant time).
+    ///
+    /// A password holding a NUL octet never verifies: HMAC pads short keys with zeros,
+    /// so PBKDF2 gives `secret` and `secret\0` the same hash (RFC 4616 and SASLprep
+    /// forbid NUL in passwords anyway). The PBKDF2 run happens all the same.
     #[must_use]
     pub fn verify(&self, password: &[u8]) -> bool {
-        pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, self.iterations, &self.salt, password, self.hash.as_ref())
-            .is_ok()
+        let ok = pbkdf2::verify(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            self.iterations,
+            &self.salt,
+            password,
+            self.hash.as_ref(),
+        )
+        .is_ok();
+        ok & !password.contains(&0)
     }
 
     /// The iteration count.
@@ -295,6 +310,9 @@ mod tests {
         let s = h.to_phc_string();
         let p: PasswordHash = s.parse().unwrap();
         assert!(p.verify(b"pw") && !p.verify(b"pW") && !p.verify(b""));
+        // HMAC zero-pads short keys: without the NUL rule these would verify.
+        assert!(!p.verify(b"pw\0") && !p.verify(b"pw\0\0"));
+        assert_eq!(PasswordHash::with_salt(b"p\0w", b"saltsalt", 2).err(), Some(SaslError::NulInPassword));
         assert_eq!(p.iterations(), 2);
         for bad in [
             "",
