@@ -775,3 +775,38 @@ fn unknown_user_and_wrong_password_cost_the_same() {
         wrong[4]
     );
 }
+
+/// Which mechanisms the POP3 session lists before TLS: no password or bearer token in
+/// the clear, no channel binding without a channel, and nothing at all with
+/// `sasl_requires_tls`.
+#[test]
+fn pop3_capa_before_tls() {
+    use postern::pop3::{Config as PopConfig, Session};
+    let capa = |requires_tls: bool| {
+        let mut config = PopConfig::new("pop.example.test");
+        config.sasl_mechanisms = [
+            "PLAIN",
+            "LOGIN",
+            "XOAUTH2",
+            "OAUTHBEARER",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-256-PLUS",
+            "EXTERNAL",
+            "CRAM-MD5",
+        ]
+        .map(String::from)
+        .to_vec();
+        config.stls = true;
+        config.sasl_requires_tls = requires_tls;
+        let now = Instant::now();
+        let mut s = Session::new(Arc::new(config), [1; 16], now);
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        out.clear();
+        s.receive(b"CAPA\r\n", now);
+        s.poll_transmit(&mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert!(capa(false).contains("\r\nSASL SCRAM-SHA-256 CRAM-MD5\r\n"), "{}", capa(false));
+    assert!(!capa(true).contains("SASL"), "{}", capa(true));
+}

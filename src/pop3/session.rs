@@ -792,8 +792,8 @@ impl Session {
         self.pending = Some(Pending::Auth);
     }
 
-    /// The SASL mechanisms usable now (plaintext ones only inside TLS unless allowed,
-    /// `-PLUS` and `EXTERNAL` only inside TLS).
+    /// The SASL mechanisms usable now (those that send a password or a bearer token only
+    /// inside TLS unless allowed; `-PLUS` and `EXTERNAL` only inside TLS).
     fn offered_mechanisms(&self) -> Vec<String> {
         self.config
             .sasl_mechanisms
@@ -801,7 +801,8 @@ impl Session {
             .map(|m| m.to_ascii_uppercase())
             .filter(|m| {
                 self.plaintext_allowed()
-                    || !(self.config.sasl_requires_tls || matches!(m.as_str(), "PLAIN" | "LOGIN"))
+                    || !(self.config.sasl_requires_tls
+                        || matches!(m.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2" | "OAUTHBEARER"))
             })
             // Channel-bound (-PLUS) mechanisms and EXTERNAL need TLS.
             .filter(|m| self.tls.is_some() || !(m.ends_with("-PLUS") || m == "EXTERNAL"))

@@ -69,8 +69,8 @@ pub struct Config {
     pub bare_line_ending: BareLineEnding,
     /// Offer STLS (RFC 2595). Set it when the application can run a TLS handshake.
     pub stls: bool,
-    /// Allow USER/PASS, APOP and the plaintext SASL mechanisms (PLAIN, LOGIN) outside
-    /// TLS. Off by default: they are refused with `-ERR [AUTH]` until STLS.
+    /// Allow USER/PASS, APOP and the plaintext SASL mechanisms (PLAIN, LOGIN, and the
+    /// bearer-token XOAUTH2 and OAUTHBEARER) outside TLS. Off by default: they are refused with `-ERR [AUTH]` until STLS.
     pub allow_plaintext_auth: bool,
     /// SASL mechanisms to offer (RFC 5034). Empty: no AUTH. `-PLUS` (channel-bound)
     /// mechanisms and `EXTERNAL` are only offered over TLS.
