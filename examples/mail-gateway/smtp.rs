@@ -469,7 +469,7 @@ impl Connection<'_> {
                 let why = match step {
                     Step::Failure(Failure::Credentials) => "invalid credentials".to_owned(),
                     Step::Failure(f) => format!("{f:?}"),
-                    _ => "second factor not configured".to_owned(),
+                    _ => "second factor unresolved (bug)".to_owned(),
                 };
                 log.line(format_args!("AUTH {mechanism} failed: {why}"));
                 self.sasl = None;
