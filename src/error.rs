@@ -24,4 +24,8 @@ pub enum Error {
     #[cfg(feature = "tls")]
     #[error(transparent)]
     TlsChannel(#[from] crate::tls::ChannelError),
+    /// Misuse of the audit API or an unreadable audit record.
+    #[cfg(feature = "audit")]
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }

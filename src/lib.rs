@@ -81,6 +81,7 @@
 //! | [`line`](mod@line) | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
+//! | [`audit`] | `audit` (default) | tamper-evident audit trail: HMAC-SHA256 chain, checkpoints, AES-256-GCM bodies, verifier |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -94,6 +95,8 @@
 
 #[cfg(feature = "access")]
 pub mod access;
+#[cfg(feature = "audit")]
+pub mod audit;
 mod error;
 #[cfg(feature = "limit")]
 pub mod limit;
