@@ -373,14 +373,15 @@ impl Verifier {
         if buf.is_empty() {
             return Ok(None);
         }
+        if buf.len() < MAX_FRAME_LEN && buf.iter().all(|&b| b == 0) {
+            // A zero-filled tail, as some file systems leave after a crash: more bytes are
+            // needed to tell, and at the end of the segment it is a truncated tail.
+            return Ok(None);
+        }
         if seg.closed {
             return Err(self.fail(at, BreakReason::DataAfterClose));
         }
         let Some(head) = buf.first_chunk::<FRAME_HEAD>() else { return Ok(None) };
-        if head == &[0; FRAME_HEAD] && buf.len() < MAX_FRAME_LEN && buf.iter().all(|&b| b == 0) {
-            // A zero-filled tail, as some file systems leave after a crash.
-            return Ok(None);
-        }
         let [l0, l1, l2, l3, kind] = *head;
         let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
         let min = match kind {
