@@ -580,6 +580,8 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
     let mut verifier = Verifier::new(keys.clone());
     let mut last_time: Option<SystemTime> = None;
     let mut previous_closed = true;
+    // Counts of the known kinds by code, merged into `by_kind` at the end.
+    let mut known = [0u64; EventKind::ALL.len() + 1];
     for (index, bytes) in segments.into_iter().enumerate() {
         if report.segments > 0 && !previous_closed {
             report.unclosed += 1;
@@ -599,7 +601,10 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
                         Frame::Checkpoint(_) => report.checkpoints += 1,
                         Frame::Record(r) => {
                             report.records += 1;
-                            *report.by_kind.entry(r.kind).or_default() += 1;
+                            match known.get_mut(usize::from(r.kind.code())) {
+                                Some(n) if !matches!(r.kind, EventKind::Unknown(_)) => *n += 1,
+                                _ => *report.by_kind.entry(r.kind).or_default() += 1,
+                            }
                             if last_time.is_some_and(|t| r.time < t) {
                                 report.time_regressions += 1;
                             }
@@ -627,6 +632,12 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
         }
         if report.broken.is_some() {
             break;
+        }
+    }
+    for kind in EventKind::ALL {
+        let n = known.get(usize::from(kind.code())).copied().unwrap_or_default();
+        if n > 0 {
+            report.by_kind.insert(kind, n);
         }
     }
     report.end = verifier.state();
