@@ -107,6 +107,7 @@ pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, pe
         match transport.start_tls(Arc::clone(&gateway.tls), deadline, &|| gateway.shutdown.is_requested()) {
             Ok(info) => {
                 log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(id, &info);
                 Session::new_implicit_tls(Arc::clone(&gateway.config), random, info, Instant::now())
             }
             Err(e) => {
@@ -247,6 +248,7 @@ impl Connection<'_> {
         match self.transport.start_tls(Arc::clone(&self.gateway.tls), deadline, &|| shutdown.is_requested()) {
             Ok(info) => {
                 self.log.line(format_args!("STLS: TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(self.log.id(), &info);
                 self.sasl_plain = false;
                 decided(self.log, "STLS", self.session.tls_established(info, Instant::now()));
             }
@@ -274,6 +276,7 @@ impl Connection<'_> {
     /// Answers one event. An `Err` is a socket error while streaming a message.
     fn handle(&mut self, event: Event) -> io::Result<()> {
         let log = self.log;
+        crate::audit::pop3_event(log.id(), &event);
         match event {
             Event::Login { user, password } => {
                 let name = self.gateway.users.check_password(&user, password.as_bytes()).map(str::to_owned);
@@ -363,6 +366,7 @@ impl Connection<'_> {
         let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
         let (Some(authzid), Some(authcid), Some(password)) = (authzid, authcid, password) else {
             self.log.line(format_args!("AUTH PLAIN failed: malformed response"));
+            crate::audit::auth(self.log.id(), "PLAIN", "", false);
             self.violation();
             decided(self.log, "AUTH", self.session.reject(invalid_credentials()));
             return;
@@ -387,10 +391,12 @@ impl Connection<'_> {
         let Some(name) = name else {
             // Deliberately the same reply for an unknown user and a wrong password.
             log.line(format_args!("login failed: {how} for {user:?}: invalid credentials"));
+            crate::audit::auth(log.id(), how, user, false);
             self.violation();
             decided(log, how, self.session.reject(invalid_credentials()));
             return;
         };
+        crate::audit::auth(log.id(), how, &name, true);
         match MaildirDrop::open(&self.gateway.maildir, &name) {
             Ok(maildrop) => {
                 let listing = maildrop.listing();

@@ -95,6 +95,7 @@ pub(crate) fn serve(gateway: &Gateway, port: &Port, stream: TcpStream, peer: Soc
         match transport.start_tls(Arc::clone(&port.tls), deadline, &|| gateway.shutdown.is_requested()) {
             Ok(info) => {
                 log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(id, &info);
                 Session::new_implicit_tls(Arc::clone(&port.config), info, Instant::now())
             }
             Err(e) => {
@@ -235,6 +236,7 @@ impl Connection<'_> {
         match self.transport.start_tls(Arc::clone(&self.port.tls), deadline, &|| shutdown.is_requested()) {
             Ok(info) => {
                 self.log.line(format_args!("STARTTLS: TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(self.log.id(), &info);
                 // A new session state: everything from before the handshake is gone.
                 self.end_transaction();
                 self.sasl_plain = false;
@@ -257,6 +259,7 @@ impl Connection<'_> {
 
     fn handle(&mut self, event: Event) {
         let log = self.log;
+        crate::audit::smtp_event(log.id(), &event);
         match event {
             Event::Helo(helo) => {
                 let verb = if helo.extended { "EHLO" } else { "HELO" };
@@ -287,6 +290,7 @@ impl Connection<'_> {
                     admission::lock(&self.gateway.admission).check_rcpt(self.peer.ip(), Instant::now());
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("RCPT TO:<{}> deferred: over --rcpt-rate", to.escape_debug()));
+                    crate::audit::rate_limited(log.id(), self.peer.ip(), "rcpt-rate", wait);
                     decided(log, "RCPT", self.session.reject(rate_limited(wait)));
                     return;
                 }
@@ -303,6 +307,7 @@ impl Connection<'_> {
                     }
                     Err(reply) => {
                         log.line(format_args!("RCPT TO:<{}> refused: {}", to.escape_debug(), reply.code()));
+                        crate::audit::rejected(log.id(), "rcpt", &reply.to_string());
                         decided(log, "RCPT", self.session.reject(reply));
                     }
                 }
@@ -313,6 +318,7 @@ impl Connection<'_> {
                     admission::lock(&self.gateway.admission).check_message(self.peer.ip(), Instant::now());
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("{verb} deferred: over --msg-rate"));
+                    crate::audit::rate_limited(log.id(), self.peer.ip(), "msg-rate", wait);
                     decided(log, verb, self.session.reject(rate_limited(wait)));
                     return;
                 }
@@ -353,6 +359,7 @@ impl Connection<'_> {
                             if end.normalized { " (bare line endings normalised)" } else { "" }
                         ));
                         self.delivered += 1;
+                        crate::audit::message(log.id(), end.size, &unique.id);
                         let text = format!("Ok: queued as {}", unique.id);
                         decided(
                             log,
@@ -451,6 +458,7 @@ impl Connection<'_> {
         let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
         else {
             log.line(format_args!("AUTH PLAIN failed: malformed response"));
+            crate::audit::auth(log.id(), "PLAIN", "", false);
             self.violation();
             decided(log, "AUTH", self.session.auth_fail());
             return;
@@ -467,11 +475,13 @@ impl Connection<'_> {
         match name {
             Some(name) => {
                 log.line(format_args!("AUTH PLAIN: authenticated as {name:?}"));
+                crate::audit::auth(log.id(), "PLAIN", &name, true);
                 decided(log, "AUTH", self.session.auth_succeed(name));
             }
             None => {
                 // The same reply for an unknown user and a wrong password.
                 log.line(format_args!("AUTH PLAIN failed for {user:?}: invalid credentials"));
+                crate::audit::auth(log.id(), "PLAIN", &user, false);
                 self.violation();
                 decided(log, "AUTH", self.session.auth_fail());
             }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`Event`], [`Record`] | typed security events with a compact binary body and a JSON-lines rendering |
 //! | [`Writer`] | events in, framed bytes to append out; HMAC-SHA256 chain, checkpoints, optional AES-256-GCM bodies |
-//! | [`Verifier`], [`verify_log`] | bytes in, verified frames out; the first [`BrokenLink`] (segment, offset, record, why) |
+//! | [`Verifier`], [`verify_log`], [`LogVerifier`] | bytes in, verified frames out; the first [`BrokenLink`] (segment, offset, record, why) |
 //! | [`MacKey`], [`EncryptionKey`], [`KeyRing`] | keys with ids, looked up from segment headers |
 //! | [`Retention`] | which closed segments are old enough to delete (default 180 days) |
 //!
@@ -73,8 +73,8 @@ pub use event::{AdmissionDecision, Event, EventKind, MAX_TEXT, Record, write_jso
 pub use format::{Anchor, HEADER_LEN, MAGIC, VERSION};
 pub use key::{EncryptionKey, KeyRing, MacKey};
 pub use verify::{
-    BreakReason, BrokenLink, Frame, LogReport, MAX_FRAME_LEN, MAX_LISTED, RawRecord, SegmentEnd, Truncation,
-    Verified, Verifier, verify_log,
+    BreakReason, BrokenLink, Frame, LogReport, LogVerifier, MAX_FRAME_LEN, MAX_LISTED, RawRecord, SegmentEnd,
+    Truncation, Verified, Verifier, verify_log,
 };
 pub use writer::{ChainState, Writer, WriterConfig};
 

@@ -576,20 +576,78 @@ impl LogReport {
 /// assert_eq!(report.records, link.record);
 /// ```
 pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8]>) -> LogReport {
-    let mut report = LogReport::default();
-    let mut verifier = Verifier::new(keys.clone());
-    let mut last_time: Option<SystemTime> = None;
-    let mut previous_closed = true;
-    // Counts of the known kinds by code, merged into `by_kind` at the end.
-    let mut known = [0u64; EventKind::ALL.len() + 1];
-    for (index, bytes) in segments.into_iter().enumerate() {
-        if report.segments > 0 && !previous_closed {
+    let mut log = LogVerifier::new(keys.clone());
+    for bytes in segments {
+        if !log.add_segment(bytes, |_| {}) {
+            break;
+        }
+    }
+    log.finish()
+}
+
+/// [`verify_log`] one segment at a time, so that a tool holds only one segment in memory,
+/// with a look at every verified record on the way.
+///
+/// ```
+/// use std::time::UNIX_EPOCH;
+/// use postern::audit::{Event, KeyRing, LogVerifier, MacKey, Writer, WriterConfig};
+///
+/// let key = MacKey::new(1, &[42; 32]);
+/// let mut writer = Writer::new(key.clone(), WriterConfig::default());
+/// let mut seg = Vec::new();
+/// writer.open_segment(UNIX_EPOCH, &mut seg).unwrap();
+/// writer.append(&Event::SessionEnd { session: 1, reason: "quit" }, UNIX_EPOCH, &mut seg).unwrap();
+///
+/// let mut log = LogVerifier::new(KeyRing::new().with_mac(key));
+/// let mut lines = Vec::new();
+/// log.add_segment(&seg, |raw| {
+///     let mut line = String::new();
+///     raw.record().unwrap().write_json(&mut line);
+///     lines.push(line);
+/// });
+/// let report = log.finish();
+/// assert!(report.is_intact() && !report.last_closed);
+/// assert!(lines[0].contains(r#""kind":"session_end""#));
+/// ```
+#[derive(Debug)]
+pub struct LogVerifier {
+    verifier: Verifier,
+    report: LogReport,
+    last_time: Option<SystemTime>,
+    previous_closed: bool,
+    /// Counts of the known kinds by code, merged into `by_kind` at the end.
+    known: [u64; EventKind::ALL.len() + 1],
+}
+
+impl LogVerifier {
+    /// A verifier for a log whose first segment may start anywhere (genesis or after
+    /// pruning).
+    #[must_use]
+    pub fn new(keys: KeyRing) -> Self {
+        Self {
+            verifier: Verifier::new(keys),
+            report: LogReport::default(),
+            last_time: None,
+            previous_closed: true,
+            known: [0; EventKind::ALL.len() + 1],
+        }
+    }
+
+    /// Verifies the next segment (a whole file), calling `on_record` for every verified
+    /// record. Returns `false` once the chain is broken (later segments are not examined).
+    pub fn add_segment(&mut self, bytes: &[u8], mut on_record: impl FnMut(&RawRecord<'_>)) -> bool {
+        let report = &mut self.report;
+        if report.broken.is_some() {
+            return false;
+        }
+        let index = usize::try_from(report.segments).unwrap_or(usize::MAX);
+        if report.segments > 0 && !self.previous_closed {
             report.unclosed += 1;
         }
         report.segments += 1;
         let mut at = 0;
         loop {
-            match verifier.next(bytes.get(at..).unwrap_or_default()) {
+            match self.verifier.next(bytes.get(at..).unwrap_or_default()) {
                 Ok(Some(v)) => {
                     at += v.consumed;
                     match v.frame {
@@ -601,16 +659,17 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
                         Frame::Checkpoint(_) => report.checkpoints += 1,
                         Frame::Record(r) => {
                             report.records += 1;
-                            match known.get_mut(usize::from(r.kind.code())) {
+                            match self.known.get_mut(usize::from(r.kind.code())) {
                                 Some(n) if !matches!(r.kind, EventKind::Unknown(_)) => *n += 1,
                                 _ => *report.by_kind.entry(r.kind).or_default() += 1,
                             }
-                            if last_time.is_some_and(|t| r.time < t) {
+                            if self.last_time.is_some_and(|t| r.time < t) {
                                 report.time_regressions += 1;
                             }
                             report.first_time.get_or_insert(r.time);
                             report.last_time = Some(r.time);
-                            last_time = Some(r.time);
+                            self.last_time = Some(r.time);
+                            on_record(&r);
                         }
                     }
                 }
@@ -621,8 +680,8 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
                 }
             }
         }
-        let end = verifier.finish_segment(bytes.get(at..).unwrap_or_default());
-        previous_closed = end.closed;
+        let end = self.verifier.finish_segment(bytes.get(at..).unwrap_or_default());
+        self.previous_closed = end.closed;
         report.last_closed = end.closed;
         if let Some((offset, len)) = end.truncated {
             report.truncated_count += 1;
@@ -630,16 +689,19 @@ pub fn verify_log<'a>(keys: &KeyRing, segments: impl IntoIterator<Item = &'a [u8
                 report.truncated.push(Truncation { index, segment: end.segment, offset, bytes: len });
             }
         }
-        if report.broken.is_some() {
-            break;
-        }
+        report.broken.is_none()
     }
-    for kind in EventKind::ALL {
-        let n = known.get(usize::from(kind.code())).copied().unwrap_or_default();
-        if n > 0 {
-            report.by_kind.insert(kind, n);
+
+    /// The report on everything added.
+    #[must_use]
+    pub fn finish(mut self) -> LogReport {
+        for kind in EventKind::ALL {
+            let n = self.known.get(usize::from(kind.code())).copied().unwrap_or_default();
+            if n > 0 {
+                self.report.by_kind.insert(kind, n);
+            }
         }
+        self.report.end = self.verifier.state();
+        self.report
     }
-    report.end = verifier.state();
-    report
 }
