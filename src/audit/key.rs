@@ -166,3 +166,23 @@ impl KeyRing {
         self.encryption.iter().find(|k| k.id == id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_key_material_and_lengths_are_checked() {
+        let mac = MacKey::from_slice(3, &[0xab; 32]).unwrap();
+        let enc = EncryptionKey::from_slice(4, &[0xcd; 32]).unwrap();
+        let text = format!(
+            "{mac:?} {enc:?} {:?}",
+            KeyRing::new().with_mac(mac.clone()).with_encryption(enc.clone())
+        );
+        assert!(!text.contains("171") && !text.contains("ab") && !text.contains("205"), "{text}");
+        assert!(MacKey::from_slice(1, &[0; 31]).is_err());
+        assert!(EncryptionKey::from_slice(1, &[0; 33]).is_err());
+        let ring = KeyRing::new().with_mac(MacKey::new(1, &[1; 32])).with_mac(MacKey::new(1, &[2; 32]));
+        assert!(ring.mac(1).is_some());
+    }
+}

@@ -705,3 +705,107 @@ impl LogVerifier {
         self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::audit::{Event, Writer, WriterConfig};
+
+    fn segment() -> (KeyRing, Vec<u8>) {
+        let key = MacKey::new(1, &[1; 32]);
+        let mut w = Writer::new(key.clone(), WriterConfig::default());
+        let mut out = Vec::new();
+        w.open_segment(UNIX_EPOCH, &mut out).unwrap();
+        for session in 0..3 {
+            w.append(&Event::SessionEnd { session, reason: "quit" }, UNIX_EPOCH, &mut out).unwrap();
+        }
+        w.close_segment(UNIX_EPOCH, &mut out).unwrap();
+        (KeyRing::new().with_mac(key), out)
+    }
+
+    #[test]
+    fn errors_are_sticky_and_precise() {
+        let (keys, mut seg) = segment();
+        let record_len = FRAME_HEAD + RECORD_HEAD + 8 + 2 + 4 + TAG_LEN;
+        // The second record's body.
+        let second = HEADER_LEN + record_len;
+        seg[second + FRAME_HEAD + RECORD_HEAD] ^= 1;
+        let mut v = Verifier::new(keys);
+        let mut at = 0;
+        let link = loop {
+            match v.next(&seg[at..]) {
+                Ok(Some(f)) => at += f.consumed,
+                Ok(None) => panic!("not detected"),
+                Err(link) => break link,
+            }
+        };
+        assert_eq!(
+            link,
+            BrokenLink { segment: 0, offset: second as u64, record: 1, reason: BreakReason::BadTag }
+        );
+        assert_eq!(v.next(&seg[at..]), Err(link));
+        assert_eq!(v.next(&[]), Err(link));
+        assert_eq!(v.broken(), Some(link));
+    }
+
+    #[test]
+    fn bad_magic_version_and_frames() {
+        let (keys, seg) = segment();
+        let mut bad = seg.clone();
+        bad[0] = b'X';
+        // Detected from the first byte, without waiting for a whole header.
+        assert_eq!(Verifier::new(keys.clone()).next(&bad[..1]).unwrap_err().reason, BreakReason::BadMagic);
+        let mut bad = seg.clone();
+        bad[8] = 9;
+        assert_eq!(
+            Verifier::new(keys.clone()).next(&bad).unwrap_err().reason,
+            BreakReason::UnsupportedVersion(9)
+        );
+        let mut bad = seg.clone();
+        bad[HEADER_LEN + 4] = 77;
+        let mut v = Verifier::new(keys.clone());
+        let header = v.next(&bad).unwrap().unwrap();
+        assert_eq!(
+            v.next(&bad[header.consumed..]).unwrap_err().reason,
+            BreakReason::MalformedFrame("frame type")
+        );
+        let mut bad = seg.clone();
+        bad[HEADER_LEN + 3] = 0x7f; // a 2 GB length
+        let mut v = Verifier::new(keys.clone());
+        let header = v.next(&bad).unwrap().unwrap();
+        assert_eq!(
+            v.next(&bad[header.consumed..]).unwrap_err().reason,
+            BreakReason::MalformedFrame("frame length")
+        );
+        // Bytes after the closing checkpoint.
+        let mut bad = seg;
+        bad.push(1);
+        let report = verify_log(&keys, [bad.as_slice()]);
+        assert_eq!(report.broken.unwrap().1.reason, BreakReason::DataAfterClose);
+        assert_eq!(report.records, 3);
+    }
+
+    #[test]
+    fn continuing_checks_the_anchor() {
+        let (keys, seg) = segment();
+        let state = ChainState { next_segment: 0, next_record: 0, tag: [0; 32] };
+        let mut v = Verifier::continuing(keys.clone(), state);
+        assert!(v.next(&seg).unwrap().is_some());
+        let state = ChainState { next_segment: 0, next_record: 0, tag: [1; 32] };
+        let mut v = Verifier::continuing(keys, state);
+        assert_eq!(v.next(&seg).unwrap_err().reason, BreakReason::Discontinuity("chain tag"));
+    }
+
+    #[test]
+    fn empty_and_short_segments_are_truncations() {
+        let (keys, seg) = segment();
+        for n in [0, 1, 9, HEADER_LEN - 1] {
+            let report = verify_log(&keys, [&seg[..n]]);
+            assert!(report.is_intact());
+            assert_eq!(report.truncated_count, 1);
+            assert_eq!(report.records, 0);
+        }
+    }
+}

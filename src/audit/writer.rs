@@ -307,3 +307,82 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::audit::{Frame, KeyRing, Verifier};
+
+    fn event() -> Event<'static> {
+        Event::SessionEnd { session: 1, reason: "quit" }
+    }
+
+    #[test]
+    fn misuse_is_an_error_and_writes_nothing() {
+        let mut w = Writer::new(MacKey::new(1, &[1; 32]), WriterConfig::default());
+        let mut out = Vec::new();
+        assert_eq!(w.append(&event(), UNIX_EPOCH, &mut out), Err(AuditError::NoSegment));
+        assert_eq!(w.checkpoint(UNIX_EPOCH, &mut out), Err(AuditError::NoSegment));
+        assert_eq!(w.close_segment(UNIX_EPOCH, &mut out), Err(AuditError::NoSegment));
+        assert!(out.is_empty());
+        assert_eq!(w.open_segment(UNIX_EPOCH, &mut out), Ok(0));
+        let len = out.len();
+        assert_eq!(w.open_segment(UNIX_EPOCH, &mut out), Err(AuditError::SegmentOpen));
+        assert_eq!(out.len(), len);
+        assert_eq!(w.segment_len(), Some(len as u64));
+        w.close_segment(UNIX_EPOCH, &mut out).unwrap();
+        assert_eq!(w.open_segment(UNIX_EPOCH, &mut out), Ok(1));
+    }
+
+    #[test]
+    fn checkpoints_follow_the_configured_cadence() {
+        let key = MacKey::new(1, &[1; 32]);
+        let mut w = Writer::new(key.clone(), WriterConfig::default().checkpoint_every(3));
+        let mut out = Vec::new();
+        let t = UNIX_EPOCH + Duration::from_secs(5);
+        w.open_segment(t, &mut out).unwrap();
+        for _ in 0..7 {
+            w.append(&event(), t, &mut out).unwrap();
+        }
+        let mut v = Verifier::new(KeyRing::new().with_mac(key));
+        let mut kinds = String::new();
+        let mut at = 0;
+        while let Some(f) = v.next(&out[at..]).unwrap() {
+            at += f.consumed;
+            kinds.push(match f.frame {
+                Frame::Header(_) => 'H',
+                Frame::Checkpoint(a) => {
+                    assert_eq!(a.time_us, 5_000_000);
+                    'C'
+                }
+                Frame::Record(_) => 'r',
+            });
+        }
+        assert_eq!(kinds, "HrrrCrrrCr");
+        assert_eq!(at, out.len());
+    }
+
+    #[test]
+    fn rotation_takes_effect_at_the_next_segment() {
+        let mut w = Writer::new(MacKey::new(1, &[1; 32]), WriterConfig::default());
+        let mut out = Vec::new();
+        w.open_segment(UNIX_EPOCH, &mut out).unwrap();
+        w.rotate_keys(MacKey::new(2, &[2; 32]), Some(EncryptionKey::new(7, &[3; 32])));
+        w.append(&event(), UNIX_EPOCH, &mut out).unwrap();
+        w.close_segment(UNIX_EPOCH, &mut out).unwrap();
+        let mut second = Vec::new();
+        w.open_segment(UNIX_EPOCH, &mut second).unwrap();
+        let keys = KeyRing::new().with_mac(MacKey::new(1, &[1; 32])).with_mac(MacKey::new(2, &[2; 32]));
+        let mut v = Verifier::new(keys);
+        let mut at = 0;
+        while let Some(f) = v.next(&out[at..]).unwrap() {
+            at += f.consumed;
+        }
+        v.finish_segment(&[]);
+        let Frame::Header(anchor) = v.next(&second).unwrap().unwrap().frame else { panic!() };
+        assert_eq!((anchor.mac_key_id, anchor.enc_key_id, anchor.encrypted), (2, 7, true));
+        assert_eq!((anchor.segment, anchor.record), (1, 1));
+    }
+}
