@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use ring::aead::Aad;
-use subtle::ConstantTimeEq;
 
 use super::event::{Event, EventKind, Record, from_micros};
 use super::format::{
@@ -345,7 +344,7 @@ impl Verifier {
                 Some("segment number")
             } else if anchor.record != expect.next_record {
                 Some("record number")
-            } else if !bool::from(anchor.chain.ct_eq(&expect.tag)) {
+            } else if !tags_equal(&anchor.chain, &expect.tag) {
                 Some("chain tag")
             } else {
                 None
@@ -463,7 +462,18 @@ fn check_tag(mac: &MacKey, chain: &[u8; 32], frame: &[u8]) -> Option<[u8; 32]> {
     ctx.update(chain);
     ctx.update(signed);
     let expected = ctx.sign();
-    if bool::from(expected.as_ref().ct_eq(tag)) { tag.try_into().ok() } else { None }
+    if tags_equal(expected.as_ref(), tag) { tag.try_into().ok() } else { None }
+}
+
+/// Constant-time equality of two tags: every byte is looked at whatever differs (an OR of
+/// XORs, with the result behind an optimisation barrier), cheaper per record than a
+/// byte-wise `subtle` comparison.
+fn tags_equal(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// A truncated segment tail: which segment (by position in the input), where and how long.
