@@ -434,6 +434,29 @@ proptest! {
         }
     }
 
+    /// Any text (client-controlled) renders as one JSON line that parses back to the same
+    /// text; numbers and times too.
+    #[test]
+    fn json_lines_round_trip_any_text(user in "\\PC*", detail in any::<String>(), number in any::<u64>(), micros in 0u64..=253_402_300_799_999_999) {
+        let record = postern::audit::Record {
+            number,
+            time: UNIX_EPOCH + Duration::from_micros(micros),
+            event: Event::AuthFailure { session: number, mechanism: "PLAIN", user: &user, reason: &detail },
+        };
+        let mut line = String::new();
+        record.write_json(&mut line);
+        let one_line = !line.contains('\n') && !line.contains('\u{2028}');
+        prop_assert!(one_line, "{}", line);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        prop_assert_eq!(value["user"].as_str(), Some(user.as_str()));
+        prop_assert_eq!(value["reason"].as_str(), Some(detail.as_str()));
+        prop_assert_eq!(value["record"].as_u64(), Some(number));
+        prop_assert_eq!(value["session"].as_u64(), Some(number));
+        let time = value["time"].as_str().unwrap();
+        prop_assert_eq!(time.len(), 27, "{}", time);
+        prop_assert!(time.ends_with('Z'));
+    }
+
     /// Arbitrary bytes (and arbitrary bytes after a valid header) never panic and keep the
     /// report consistent.
     #[test]

@@ -568,7 +568,9 @@ impl Record<'_> {
     /// is escaped (quotes, backslashes, control characters, U+2028/U+2029), so a line can
     /// never be split or closed early by a hostile user name.
     pub fn write_json(&self, out: &mut String) {
-        let _ = write!(out, "{{\"record\":{},\"time\":\"", self.number);
+        out.push_str("{\"record\":");
+        push_u64(out, self.number);
+        out.push_str(",\"time\":\"");
         write_rfc3339(out, self.time);
         out.push_str("\",\"kind\":\"");
         out.push_str(self.event.kind().name());
@@ -578,17 +580,45 @@ impl Record<'_> {
     }
 }
 
+/// `,"name":` (names are fixed ASCII identifiers: no escaping needed).
+fn member(out: &mut String, name: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+}
+
 fn num(out: &mut String, name: &str, value: u64) {
-    let _ = write!(out, ",\"{name}\":{value}");
+    member(out, name);
+    push_u64(out, value);
 }
 
 fn text(out: &mut String, name: &str, value: &str) {
-    let _ = write!(out, ",\"{name}\":");
+    member(out, name);
     write_json_string(out, value);
 }
 
+/// Appends a decimal number without going through `core::fmt`.
+fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(i..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
+}
+
 fn ip(out: &mut String, name: &str, value: IpAddr) {
-    let _ = write!(out, ",\"{name}\":\"{value}\"");
+    member(out, name);
+    let _ = write!(out, "\"{value}\"");
 }
 
 /// Appends `value` as a JSON string literal, quotes included (RFC 8259 §7): `"` and `\`
@@ -596,6 +626,13 @@ fn ip(out: &mut String, name: &str, value: IpAddr) {
 /// so the output is also safe inside JavaScript.
 pub fn write_json_string(out: &mut String, value: &str) {
     out.push('"');
+    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b != 0x7f && *b != 0xe2;
+    if value.as_bytes().iter().all(plain) {
+        // Nothing to escape (0xE2 starts U+2028/U+2029, checked on the slow path).
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, c) in value.char_indices() {
         let escape: Option<&str> = match c {
@@ -629,14 +666,33 @@ pub fn write_rfc3339(out: &mut String, time: SystemTime) {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    let parts = [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (rem / 3600, 2, ':'),
+        ((rem / 60) % 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (u64::from(since.subsec_micros()), 6, 'Z'),
+    ];
+    for (value, width, separator) in parts {
+        push_padded(out, value, width);
+        out.push(separator);
+    }
+}
+
+/// Appends `value` with at least `width` digits, zero-padded.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = 1;
+    let mut v = value;
+    while v >= 10 {
+        v /= 10;
+        digits += 1;
+    }
+    for _ in digits..width {
+        out.push('0');
+    }
+    push_u64(out, value);
 }
 
 /// Howard Hinnant's days-to-civil algorithm for days since 1970-01-01.
