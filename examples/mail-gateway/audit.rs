@@ -61,8 +61,8 @@ impl Options {
             "--audit-key" => self.key = Some(PathBuf::from(value)),
             "--audit-max-segment" => {
                 let n: u64 = value.parse().map_err(|e| format!("{name} {value}: {e}"))?;
-                if n < 4096 {
-                    return Err(format!("{name} {value}: at least 4096"));
+                if n < 1024 {
+                    return Err(format!("{name} {value}: at least 1024"));
                 }
                 self.max_segment = n;
             }
