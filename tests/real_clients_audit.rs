@@ -211,3 +211,47 @@ fn audit_trail_of_real_sessions_verifies_and_shows_tampering() {
 
     let _ = fs::remove_dir_all(&base);
 }
+
+#[test]
+fn pruned_segments_leave_the_rest_verifiable() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let base = std::env::temp_dir().join(format!("postern-audit-prune-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    let audit = base.join("audit");
+    // Retention 0 days: every closed segment but the newest is deleted at each rotation and
+    // start; small segments rotate often.
+    let args = [
+        "--audit-dir",
+        audit.to_str().unwrap(),
+        "--audit-max-segment",
+        "1024",
+        "--audit-retention-days",
+        "0",
+    ];
+    let mut gw = Gateway::start("prune", &args);
+    // About 500 bytes of records per session: three rotations or more.
+    for _ in 0..10 {
+        let out = swaks(gw.port(), &[]);
+        assert!(out.status.success(), "{}", out.text());
+    }
+    stop(&mut gw);
+    let log = gw.log();
+    drop(gw);
+    assert!(log.contains("audit: pruned"), "{log}");
+    assert!(!audit.join("segment-0000000000.audit").exists());
+
+    let key = base.join("audit.key");
+    let out = verify(&audit, &["--json", "--key", key.to_str().unwrap()]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.text()));
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["starts_at_genesis"], false, "{report}");
+    assert!(report["start"]["record"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["last_closed"], true, "{report}");
+    let text = verify(&audit, &[]).text();
+    assert!(text.contains("(older segments pruned)"), "{text}");
+    let _ = fs::remove_dir_all(&base);
+}
