@@ -2,8 +2,9 @@
 //! wrong and a right password) and Python's smtplib send mail, a raw client commits a
 //! protocol violation; with small segments (rotation by size), after a graceful stop and a
 //! restart `audit-verify` reports an intact chain across all segments of both runs with
-//! the expected events; one flipped byte makes it name
-//! the broken link (file, offset, record); a cut tail is recovered and reported.
+//! the expected events; one flipped byte makes it name the broken link (file, offset,
+//! record); a cut tail is recovered and reported. With `--audit-retention-days 0` old
+//! segments are pruned and the rest still verifies.
 //!
 //! Run: `cargo test --all-features --test real_clients_audit`.
 
