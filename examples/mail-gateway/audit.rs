@@ -188,9 +188,10 @@ pub(crate) fn rejected(id: u64, stage: &str, reply: &str) {
     record(Event::PolicyRejection { session: id, stage, reason: reply.trim_end() });
 }
 
-/// A message was accepted (delivered) as `queue_id`.
-pub(crate) fn message(id: u64, size: u64, queue_id: &str) {
-    record(Event::MessageAccepted { session: id, size, id: queue_id, auth: "" });
+/// A message was accepted (delivered) as `queue_id`, with its authentication verdicts
+/// (e.g. `spf=pass dkim=pass dmarc=pass`, empty when not checked).
+pub(crate) fn message(id: u64, size: u64, queue_id: &str, auth: &str) {
+    record(Event::MessageAccepted { session: id, size, id: queue_id, auth });
 }
 
 /// The security events among an SMTP session's events: protocol violations (smuggling

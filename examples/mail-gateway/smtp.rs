@@ -359,7 +359,7 @@ impl Connection<'_> {
                             if end.normalized { " (bare line endings normalised)" } else { "" }
                         ));
                         self.delivered += 1;
-                        crate::audit::message(log.id(), end.size, &unique.id);
+                        crate::audit::message(log.id(), end.size, &unique.id, "");
                         let text = format!("Ok: queued as {}", unique.id);
                         decided(
                             log,
