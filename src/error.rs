@@ -32,4 +32,8 @@ pub enum Error {
     #[cfg(feature = "otp")]
     #[error(transparent)]
     Otp(#[from] crate::otp::OtpError),
+    /// Misuse of the audit API or an unreadable audit record.
+    #[cfg(feature = "audit")]
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }

@@ -83,6 +83,7 @@
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
 //! | [`sasl`] | `sasl` (default) | SASL server mechanisms (SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2, EXTERNAL), credential store, APOP |
 //! | [`otp`] | `otp` (default) | HOTP/TOTP second factor with a replay guard and otpauth:// URIs |
+//! | [`audit`] | `audit` (default) | tamper-evident audit trail: HMAC-SHA256 chain, checkpoints, AES-256-GCM bodies, verifier |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -98,6 +99,8 @@
 pub mod access;
 #[cfg(any(feature = "pop3", feature = "sasl"))]
 mod apop;
+#[cfg(feature = "audit")]
+pub mod audit;
 mod error;
 #[cfg(feature = "limit")]
 pub mod limit;

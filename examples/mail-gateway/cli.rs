@@ -53,6 +53,8 @@ pub(crate) struct Args {
     /// `--allow`, `--deny`, `--conn-rate`, `--max-conn-per-ip`, `--rcpt-rate`,
     /// `--msg-rate`, `--auth-failures-ban`.
     pub(crate) admission: Settings,
+    /// `--audit-dir`, `--audit-key`, `--audit-max-segment`, `--audit-retention-days`.
+    pub(crate) audit: crate::audit::Options,
 }
 
 /// What the command line asked for.
@@ -168,6 +170,15 @@ ADMISSION AND RATE LIMITS (per client: an IPv4 address, an IPv6 /64):
                                connections are deferred with the time left
     -h, --help                 print this help
 
+AUDIT TRAIL (hash-chained, verified with `cargo run --example audit-verify -- DIR`):
+    --audit-dir DIR            segment files of security events; `off` to disable
+                               [default: <maildir>/../audit]
+    --audit-key FILE           the HMAC-SHA256 key, 64 hex digits; created (0600) if missing
+                               [default: <audit dir>.key]
+    --audit-max-segment BYTES  start a new segment after this size (and every UTC day)
+                               [default: 67108864]
+    --audit-retention-days N   delete closed segments older than this [default: 180]
+
 On --smtp, recipients in an accepted domain are delivered (every local part exists in
 this version); postmaster is always accepted; anything else is refused as relaying.
 On submission, authenticated users may address any domain, but only the accepted
@@ -199,6 +210,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut rcpt_rate = None;
     let mut msg_rate = None;
     let mut auth_failures_ban = false;
+    let mut audit = crate::audit::Options::default();
 
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "adduser") {
@@ -321,6 +333,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 let n: u32 = v.parse().map_err(|e| UsageError(format!("--max-conn-per-ip {v}: {e}")))?;
                 max_conn_per_ip = (n > 0).then_some(n);
             }
+            a if a.starts_with("--audit-") => audit.set(a, value()?).map_err(UsageError)?,
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
@@ -368,6 +381,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         max_message_size,
         grace,
         admission,
+        audit,
     })))
 }
 

@@ -25,6 +25,11 @@ impl Log {
         Self { conn: Some(id) }
     }
 
+    /// The connection id (0 for the server).
+    pub(crate) fn id(&self) -> u64 {
+        self.conn.unwrap_or(0)
+    }
+
     /// Writes one line. Errors writing to stderr are ignored: logging never stops mail.
     pub(crate) fn line(&self, what: fmt::Arguments<'_>) {
         let now = utc(SystemTime::now());

@@ -22,6 +22,7 @@
 //! | `maildrop.rs` | a user's Maildir as a `postern::pop3::Maildrop`, with its lock |
 //! | `shutdown.rs` | the shutdown flag and grace period                             |
 //! | `log.rs`      | one line per event on stderr                                   |
+//! | `audit.rs`    | security events into hash-chained segments (`postern::audit`)  |
 //!
 //! postern never reads the clock, touches a socket or spawns a thread: all of that is
 //! here, and the library only sees bytes, times and decisions.
@@ -32,6 +33,7 @@
 
 mod admission;
 mod auth;
+mod audit;
 mod cli;
 mod log;
 mod maildir;
@@ -128,6 +130,7 @@ fn run(args: cli::Args) -> io::Result<()> {
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
+    audit::start(&args.audit, maildir.root())?;
     let mut tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
     let bind = |addr: SocketAddr| {
@@ -308,6 +311,7 @@ fn run(args: cli::Args) -> io::Result<()> {
     {
         log.line(format_args!("the certificate reloader panicked"));
     }
+    audit::global().close();
     log.line(format_args!("shut down cleanly"));
     Ok(())
 }
@@ -363,6 +367,7 @@ fn accept_loop<S>(
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let local_port = listener.local_addr().map_or(0, |a| a.port());
         let decision = admission::lock(admission).admit(peer.ip(), local_port, Instant::now());
+        audit::admission(peer.ip(), protocol, &decision);
         let permit = match decision {
             Admit::Accept { permit } => permit,
             turned => {
@@ -380,16 +385,19 @@ fn accept_loop<S>(
         };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             refuse(&stream, Turned::Busy);
+            audit::busy(peer.ip(), protocol);
             Log::conn(id)
                 .line(format_args!("refused {peer}: {MAX_CONNECTIONS} {protocol} connections already"));
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
+        audit::session_start(id, protocol, peer);
         let (serve, count) = (Arc::clone(&serve), Arc::clone(&active));
         let spawned = thread::Builder::new().name(format!("{protocol}-{id}")).spawn(move || {
             // The place in --max-conn-per-ip is held until the session ends.
             let _permit = permit;
             serve(stream, peer, id);
+            audit::session_end(id);
             count.fetch_sub(1, Ordering::SeqCst);
         });
         match spawned {

@@ -108,6 +108,7 @@ pub(crate) fn serve(gateway: &Pop3Gateway, implicit: bool, stream: TcpStream, pe
         match transport.start_tls(Arc::clone(&gateway.tls), deadline, &|| gateway.shutdown.is_requested()) {
             Ok(info) => {
                 log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(id, &info);
                 Session::new_implicit_tls(Arc::clone(&gateway.config), random, info, Instant::now())
             }
             Err(e) => {
@@ -248,6 +249,7 @@ impl Connection<'_> {
         match self.transport.start_tls(Arc::clone(&self.gateway.tls), deadline, &|| shutdown.is_requested()) {
             Ok(info) => {
                 self.log.line(format_args!("STLS: TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(self.log.id(), &info);
                 self.sasl = None;
                 decided(self.log, "STLS", self.session.tls_established(info, Instant::now()));
             }
@@ -275,6 +277,7 @@ impl Connection<'_> {
     /// Answers one event. An `Err` is a socket error while streaming a message.
     fn handle(&mut self, event: Event) -> io::Result<()> {
         let log = self.log;
+        crate::audit::pop3_event(log.id(), &event);
         match event {
             Event::Login { user, password } => {
                 let name = self.gateway.users.check_password(&user, password.as_bytes()).map(str::to_owned);
@@ -395,10 +398,12 @@ impl Connection<'_> {
         let Some(name) = name else {
             // Deliberately the same reply for an unknown user and a wrong password.
             log.line(format_args!("login failed: {how} for {user:?}: invalid credentials"));
+            crate::audit::auth(log.id(), how, user, false);
             self.violation();
             decided(log, how, self.session.reject(invalid_credentials()));
             return;
         };
+        crate::audit::auth(log.id(), how, &name, true);
         match MaildirDrop::open(&self.gateway.maildir, &name) {
             Ok(maildrop) => {
                 let listing = maildrop.listing();

@@ -96,6 +96,7 @@ pub(crate) fn serve(gateway: &Gateway, port: &Port, stream: TcpStream, peer: Soc
         match transport.start_tls(Arc::clone(&port.tls), deadline, &|| gateway.shutdown.is_requested()) {
             Ok(info) => {
                 log.line(format_args!("TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(id, &info);
                 Session::new_implicit_tls(Arc::clone(&port.config), info, Instant::now())
             }
             Err(e) => {
@@ -236,6 +237,7 @@ impl Connection<'_> {
         match self.transport.start_tls(Arc::clone(&self.port.tls), deadline, &|| shutdown.is_requested()) {
             Ok(info) => {
                 self.log.line(format_args!("STARTTLS: TLS established: {}", crate::tls::describe(&info)));
+                crate::audit::tls(self.log.id(), &info);
                 // A new session state: everything from before the handshake is gone.
                 self.end_transaction();
                 self.sasl = None;
@@ -258,6 +260,7 @@ impl Connection<'_> {
 
     fn handle(&mut self, event: Event) {
         let log = self.log;
+        crate::audit::smtp_event(log.id(), &event);
         match event {
             Event::Helo(helo) => {
                 let verb = if helo.extended { "EHLO" } else { "HELO" };
@@ -288,6 +291,7 @@ impl Connection<'_> {
                     admission::lock(&self.gateway.admission).check_rcpt(self.peer.ip(), Instant::now());
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("RCPT TO:<{}> deferred: over --rcpt-rate", to.escape_debug()));
+                    crate::audit::rate_limited(log.id(), self.peer.ip(), "rcpt-rate", wait);
                     decided(log, "RCPT", self.session.reject(rate_limited(wait)));
                     return;
                 }
@@ -304,6 +308,7 @@ impl Connection<'_> {
                     }
                     Err(reply) => {
                         log.line(format_args!("RCPT TO:<{}> refused: {}", to.escape_debug(), reply.code()));
+                        crate::audit::rejected(log.id(), "rcpt", &reply.to_string());
                         decided(log, "RCPT", self.session.reject(reply));
                     }
                 }
@@ -314,6 +319,7 @@ impl Connection<'_> {
                     admission::lock(&self.gateway.admission).check_message(self.peer.ip(), Instant::now());
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("{verb} deferred: over --msg-rate"));
+                    crate::audit::rate_limited(log.id(), self.peer.ip(), "msg-rate", wait);
                     decided(log, verb, self.session.reject(rate_limited(wait)));
                     return;
                 }
@@ -354,6 +360,7 @@ impl Connection<'_> {
                             if end.normalized { " (bare line endings normalised)" } else { "" }
                         ));
                         self.delivered += 1;
+                        crate::audit::message(log.id(), end.size, &unique.id, "");
                         let text = format!("Ok: queued as {}", unique.id);
                         decided(
                             log,
@@ -462,6 +469,7 @@ impl Connection<'_> {
                 let users = &self.gateway.users;
                 let name = users.canonical(who.identity()).unwrap_or(who.identity()).to_owned();
                 log.line(format_args!("AUTH {mechanism}: authenticated as {name:?}"));
+                crate::audit::auth(log.id(), mechanism, &name, true);
                 self.sasl = None;
                 decided(log, "AUTH", self.session.auth_succeed(name));
             }
@@ -472,6 +480,7 @@ impl Connection<'_> {
                     _ => "second factor unresolved (bug)".to_owned(),
                 };
                 log.line(format_args!("AUTH {mechanism} failed: {why}"));
+                crate::audit::auth(log.id(), mechanism, "", false);
                 self.sasl = None;
                 self.violation();
                 decided(log, "AUTH", self.session.auth_fail());
