@@ -24,4 +24,8 @@ pub enum Error {
     #[cfg(feature = "tls")]
     #[error(transparent)]
     TlsChannel(#[from] crate::tls::ChannelError),
+    /// A hybrid KEM, sealing or key-ring failure.
+    #[cfg(feature = "hybrid")]
+    #[error(transparent)]
+    Hybrid(#[from] crate::hybrid::HybridError),
 }

@@ -81,6 +81,7 @@
 //! | [`line`](mod@line) | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
+//! | [`hybrid`] | `hybrid` (default) | X-Wing (X25519 + ML-KEM-768) KEM, HPKE sealing with AES-256-GCM, streaming envelopes, key rings |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -95,9 +96,13 @@
 #[cfg(feature = "access")]
 pub mod access;
 mod error;
+#[cfg(feature = "hybrid")]
+pub mod hybrid;
 #[cfg(feature = "limit")]
 pub mod limit;
 pub mod line;
+#[cfg(any(feature = "tls", feature = "hybrid"))]
+mod mlkem;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;
 mod tls_info;
