@@ -160,6 +160,8 @@ impl Delivery {
             if let Some(w) = f.writer.take() {
                 let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
                 file.sync_all()?;
+                // --seal-store: seal the message at rest (a no-op otherwise).
+                crate::seal::seal_file(&f.tmp)?;
             }
         }
         for i in 0..self.files.len() {

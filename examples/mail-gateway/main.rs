@@ -19,6 +19,7 @@
 //! | `pop3.rs`     | one connection: drives `postern::pop3::Session` over a socket  |
 //! | `users.rs`    | the accounts, credentials checked in constant time             |
 //! | `maildrop.rs` | a user's Maildir as a `postern::pop3::Maildrop`, with its lock |
+//! | `seal.rs`     | `--seal-store`: messages sealed at rest, key rings, `keyring` |
 //! | `shutdown.rs` | the shutdown flag and grace period                             |
 //! | `log.rs`      | one line per event on stderr                                   |
 //!
@@ -36,6 +37,7 @@ mod maildir;
 mod maildrop;
 mod policy;
 mod pop3;
+mod seal;
 mod shutdown;
 mod smtp;
 mod tls;
@@ -75,7 +77,11 @@ const RELOAD_TICK: Duration = Duration::from_millis(50);
 const CERT_POLL: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    let args = match cli::parse(std::env::args_os().skip(1)) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = seal::command(&argv) {
+        return code;
+    }
+    let args = match cli::parse(argv) {
         Ok(cli::Parsed::Run(args)) => args,
         Ok(cli::Parsed::Help) => {
             println!("{}", cli::USAGE);
@@ -120,6 +126,16 @@ fn run(args: cli::Args) -> io::Result<()> {
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
+    if args.seal_store {
+        let dir = seal::keys_dir(&args.maildir, args.seal_keys.as_deref());
+        let names: Vec<&str> = args.users.iter().map(|u| u.name.as_str()).collect();
+        let created = seal::enable(&dir, &names)
+            .map_err(|e| io::Error::new(e.kind(), format!("seal store {}: {e}", dir.display())))?;
+        log.line(format_args!(
+            "seal store: messages sealed at rest (X-Wing + AES-256-GCM), key rings in {} ({created} created)",
+            dir.display()
+        ));
+    }
     let mut tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
     let bind = |addr: SocketAddr| {
