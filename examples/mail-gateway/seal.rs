@@ -26,7 +26,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Cursor, Read, Seek, SeekFrom, Write as _};
+use std::io::{self, BufWriter, Cursor, Read, Seek, SeekFrom, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -157,7 +157,8 @@ pub(crate) fn seal_file(tmp: &Path) -> io::Result<()> {
     let result = (|| {
         let out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&sealed_path)?;
         let mut out = BufWriter::with_capacity(READ_BUFFER + 64, out);
-        let mut input = BufReader::with_capacity(READ_BUFFER, File::open(tmp)?);
+        // Read straight into a buffer that is wiped on drop (no BufReader copy).
+        let mut input = File::open(tmp)?;
         let mut buf = Zeroizing::new(vec![0u8; READ_BUFFER]);
         let mut sealed = Vec::with_capacity(READ_BUFFER + 2048);
         let mut sealer = ring
