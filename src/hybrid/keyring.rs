@@ -68,7 +68,14 @@ impl fmt::Debug for RingKey {
     }
 }
 
-/// A key ring. See the [module docs](self).
+/// A recipient's key ring: several X-Wing keys with ids, one of them current.
+///
+/// New envelopes are sealed to the current key; [`rotate`](Self::rotate) makes a fresh
+/// key current; older keys keep opening the envelopes sealed to them until
+/// [`retire`](Self::retire) removes them. [`to_bytes`](Self::to_bytes) gives the
+/// serialised ring (`PKRG` ‖ version 1 ‖ current id ‖ count ‖ per key: id, creation time
+/// in Unix seconds, the 32-byte X-Wing seed; big-endian) in a buffer that zeroizes on
+/// drop; where it is stored is the application's business.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
