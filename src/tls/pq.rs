@@ -3,7 +3,9 @@
 //! rustls 0.23 ships X25519MLKEM768 only with its aws-lc-rs provider. postern builds on
 //! the ring provider, so this module supplies the group itself: ring's X25519 for the
 //! classical half and FIPS 203 ML-KEM-768 from the pure-Rust `ml-kem` crate for the
-//! post-quantum half, with randomness from ring's `SystemRandom`.
+//! post-quantum half, with randomness from ring's `SystemRandom`. The ML-KEM code is
+//! postern's one ML-KEM-768 core (`src/mlkem.rs`, with its known-answer tests), shared
+//! with the X-Wing KEM of `hybrid`.
 //!
 //! # Wire format
 //!
