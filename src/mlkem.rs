@@ -76,6 +76,14 @@ impl DecapsulationKey {
         EncapsulationKey(self.0.encapsulation_key().clone())
     }
 
+    /// The legacy 2400-byte expanded form `dk_pke ‖ ek ‖ H(ek) ‖ z`, for the NIST KAT.
+    #[cfg(test)]
+    #[allow(deprecated)]
+    fn expanded_bytes(&self) -> Vec<u8> {
+        use ml_kem::ExpandedKeyEncoding as _;
+        self.0.to_expanded_bytes().to_vec()
+    }
+
     /// ML-KEM.Decaps. Any ciphertext of the right length is accepted: a forged or
     /// corrupted one yields an unrelated secret (implicit rejection), never an error.
     pub(crate) fn decapsulate(&self, ciphertext: &[u8]) -> Result<SharedSecret, Error> {
@@ -364,6 +372,91 @@ mod tests {
         let mut rho = ek;
         rho[1152..].fill(0xff);
         assert!(EncapsulationKey::from_bytes(&rho).is_ok());
+    }
+
+    /// NIST's AES-256 CTR-DRBG (`rng.c` of the PQC KAT generators, as PQClean's
+    /// `nistkatrng.c`).
+    struct NistDrbg {
+        key: [u8; 32],
+        v: [u8; 16],
+    }
+
+    impl NistDrbg {
+        fn new(entropy: &[u8; 48]) -> Self {
+            let mut drbg = Self { key: [0; 32], v: [0; 16] };
+            drbg.update(Some(entropy));
+            drbg
+        }
+
+        fn block(&mut self) -> [u8; 16] {
+            use aes::cipher::{BlockCipherEncrypt as _, KeyInit as _};
+            for byte in self.v.iter_mut().rev() {
+                let (next, carry) = byte.overflowing_add(1);
+                *byte = next;
+                if !carry {
+                    break;
+                }
+            }
+            let aes = aes::Aes256::new(&self.key.into());
+            let mut block = self.v.into();
+            aes.encrypt_block(&mut block);
+            block.into()
+        }
+
+        fn update(&mut self, provided: Option<&[u8; 48]>) {
+            let mut temp = [0u8; 48];
+            for i in 0..3 {
+                let block = self.block();
+                temp[16 * i..16 * i + 16].copy_from_slice(&block);
+            }
+            if let Some(p) = provided {
+                temp.iter_mut().zip(p).for_each(|(t, p)| *t ^= p);
+            }
+            self.key.copy_from_slice(&temp[..32]);
+            self.v.copy_from_slice(&temp[32..]);
+        }
+
+        fn fill(&mut self, out: &mut [u8]) {
+            for chunk in out.chunks_mut(16) {
+                let block = self.block();
+                chunk.copy_from_slice(&block[..chunk.len()]);
+            }
+            self.update(None);
+        }
+    }
+
+    /// The NIST KAT file PQClean generates for ML-KEM-768 (`test/crypto_kem/nistkat.c`:
+    /// DRBG seeded with 00 01 .. 2f, one `count = 0` entry), rebuilt here and compared by
+    /// its SHA-256 with `nistkat-sha256` of PQClean's `crypto_kem/ml-kem-768/META.yml`
+    /// (shipped inside the pqcrypto-mlkem 0.1.1 crate).
+    #[test]
+    fn nist_kat_file_matches_pqclean() {
+        let entropy: [u8; 48] = core::array::from_fn(|i| i as u8);
+        let mut drbg = NistDrbg::new(&entropy);
+        let mut seed = [0u8; 48];
+        drbg.fill(&mut seed);
+        let mut drbg = NistDrbg::new(&seed);
+        let mut coins = [0u8; 64];
+        drbg.fill(&mut coins); // crypto_kem_keypair: d ‖ z in one call
+        let dk = DecapsulationKey::from_seed(&coins);
+        let pk = dk.encapsulation_key_bytes();
+        let mut m = [0u8; 32];
+        drbg.fill(&mut m); // crypto_kem_enc: m
+        let (ct, ss) = EncapsulationKey::from_bytes(&pk).unwrap().encapsulate_with_message(&m);
+        assert_eq!(*dk.decapsulate(&ct).unwrap(), *ss);
+        let upper = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+        let file = format!(
+            "count = 0\nseed = {}\npk = {}\nsk = {}\nct = {}\nss = {}\n",
+            upper(&seed),
+            upper(&pk),
+            upper(&dk.expanded_bytes()),
+            upper(&ct),
+            upper(&*ss)
+        );
+        assert_eq!(
+            sha256(file.as_bytes()),
+            hex("5352539586b6c3df58be6158a6250aeff402bd73060b0a3de68850ac074c17c3")
+        );
     }
 
     #[test]
