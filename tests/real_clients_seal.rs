@@ -132,6 +132,7 @@ fn swaks_delivers_sealed_poplib_reads_the_original_across_a_rotation() {
         assert!(!on_disk.windows(needle.len()).any(|w| w == needle), "plaintext on disk");
     }
     assert_eq!(key_id(&files[0]), 1);
+    assert!(gw.tmp_files().is_empty(), "left in tmp/: {:?}", gw.tmp_files());
 
     // Rotate while the gateway runs: the next message is sealed to key 2.
     let out = keyring(&gw, &["rotate"]);

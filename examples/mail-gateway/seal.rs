@@ -7,11 +7,10 @@
 //!   mode 0600 in a 0700 directory, written atomically (a temporary file, then a link
 //!   or rename). The file is read again for every message, so a rotation by
 //!   `mail-gateway keyring rotate` takes effect at once, even while the gateway runs.
-//! - **Delivery** ([`seal_file`], called once by `maildir.rs` when a message is
-//!   committed): the message in `tmp/` is streamed through `StreamSealer` (64 KiB
-//!   chunks) into a sibling file, which then replaces it before the rename into `new/`.
-//!   The plaintext exists only in `tmp/` while the message arrives (the SMTP side
-//!   streams it to disk); what lands in `new/` and `cur/` is sealed.
+//! - **Delivery** ([`sink`], used by `maildir.rs` for each mailbox's temporary file):
+//!   the message is sealed as it arrives, through a `StreamSealer` (64 KiB chunks) in
+//!   front of the file in `tmp/`, so plaintext never reaches the disk; at most one chunk
+//!   of it is held in memory (wiped on drop). What is renamed into `new/` is sealed.
 //! - **Reading** ([`open`], called by `maildrop.rs`): a file that starts with the
 //!   envelope magic is opened whole with the mailbox's ring (the key id in its header
 //!   picks the key) into a buffer that zeroizes on drop; any other file (delivered before
@@ -34,15 +33,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use postern::hybrid::envelope::{DEFAULT_CHUNK_SIZE, MAGIC};
+use postern::hybrid::envelope::{DEFAULT_CHUNK_SIZE, MAGIC, StreamSealer};
 use postern::hybrid::{HybridError, KeyRing};
 use ring::rand::SystemRandom;
 use zeroize::Zeroizing;
 
 /// The key-ring file suffix.
 const SUFFIX: &str = ".keyring";
-/// Plaintext bytes read from `tmp/` at a time while sealing.
-const READ_BUFFER: usize = 64 * 1024;
 
 /// The key store, set once at startup when `--seal-store` is on.
 static STORE: OnceLock<Store> = OnceLock::new();
@@ -145,46 +142,73 @@ fn mailbox_of(path: &Path) -> io::Result<String> {
         .ok_or_else(|| io::Error::other(format!("{}: not in a Maildir", path.display())))
 }
 
-/// Delivery hook: seals the finished message at `tmp` in place (sealed copy, fsync,
-/// rename over it). Does nothing unless `--seal-store` is on.
-pub(crate) fn seal_file(tmp: &Path) -> io::Result<()> {
-    let Some(store) = STORE.get() else { return Ok(()) };
+/// Where a delivery writes one mailbox's copy: the temporary file itself, or (with
+/// `--seal-store`) a stream sealer in front of it, so that no plaintext reaches the disk.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Sealing is off.
+    Plain(BufWriter<File>),
+    /// Sealing to the mailbox's current key.
+    Sealed(Box<Sealing>),
+}
+
+/// A stream sealer and the file its envelope goes to.
+#[derive(Debug)]
+pub(crate) struct Sealing {
+    out: BufWriter<File>,
+    sealer: StreamSealer,
+    /// Sealed bytes on their way to `out` (never plaintext).
+    sealed: Vec<u8>,
+}
+
+/// Delivery hook: the sink for the temporary file `tmp` of a mailbox
+/// (`<root>/<mailbox>/tmp/<name>`). Plain unless `--seal-store` is on.
+pub(crate) fn sink(out: BufWriter<File>, tmp: &Path) -> io::Result<Sink> {
+    let Some(store) = STORE.get() else { return Ok(Sink::Plain(out)) };
     let mailbox = mailbox_of(tmp)?;
     let (ring, _) = store.load_or_create(&mailbox)?;
-    let mut sealed_path: OsString = tmp.as_os_str().to_owned();
-    sealed_path.push(".sealed");
-    let sealed_path = PathBuf::from(sealed_path);
-    let result = (|| {
-        let out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&sealed_path)?;
-        let mut out = BufWriter::with_capacity(READ_BUFFER + 64, out);
-        // Read straight into a buffer that is wiped on drop (no BufReader copy).
-        let mut input = File::open(tmp)?;
-        let mut buf = Zeroizing::new(vec![0u8; READ_BUFFER]);
-        let mut sealed = Vec::with_capacity(READ_BUFFER + 2048);
-        let mut sealer = ring
-            .stream_sealer(&store.rng, DEFAULT_CHUNK_SIZE, &info(&mailbox), b"", &mut sealed)
-            .map_err(hybrid_error)?;
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            sealer.push(buf.get(..n).unwrap_or_default(), &mut sealed).map_err(hybrid_error)?;
-            out.write_all(&sealed)?;
-            sealed.clear();
+    let mut sealed = Vec::with_capacity(DEFAULT_CHUNK_SIZE as usize + 2048);
+    let sealer = ring
+        .stream_sealer(&store.rng, DEFAULT_CHUNK_SIZE, &info(&mailbox), b"", &mut sealed)
+        .map_err(hybrid_error)?;
+    Ok(Sink::Sealed(Box::new(Sealing { out, sealer, sealed })))
+}
+
+impl io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(bytes),
+            Self::Sealed(s) => {
+                s.sealer.push(bytes, &mut s.sealed).map_err(hybrid_error)?;
+                s.out.write_all(&s.sealed)?;
+                s.sealed.clear();
+                Ok(bytes.len())
+            }
         }
-        sealer.finish(&mut sealed).map_err(hybrid_error)?;
-        out.write_all(&sealed)?;
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        fs::rename(&sealed_path, tmp)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&sealed_path);
     }
-    result
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Sealed(s) => s.out.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Seals the last chunk (if sealing) and flushes; returns the file to fsync.
+    pub(crate) fn finish(self) -> io::Result<File> {
+        let out = match self {
+            Self::Plain(w) => w,
+            Self::Sealed(s) => {
+                let Sealing { mut out, sealer, mut sealed } = *s;
+                sealer.finish(&mut sealed).map_err(hybrid_error)?;
+                out.write_all(&sealed)?;
+                out
+            }
+        };
+        out.into_inner().map_err(io::IntoInnerError::into_error)
+    }
 }
 
 /// A message file as POP3 reads it: the file itself, or a sealed message's plaintext.
