@@ -36,4 +36,8 @@ pub enum Error {
     #[cfg(feature = "audit")]
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// A hybrid KEM, sealing or key-ring failure.
+    #[cfg(feature = "hybrid")]
+    #[error(transparent)]
+    Hybrid(#[from] crate::hybrid::HybridError),
 }

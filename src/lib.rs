@@ -84,6 +84,7 @@
 //! | [`sasl`] | `sasl` (default) | SASL server mechanisms (SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2, EXTERNAL), credential store, APOP |
 //! | [`otp`] | `otp` (default) | HOTP/TOTP second factor with a replay guard and otpauth:// URIs |
 //! | [`audit`] | `audit` (default) | tamper-evident audit trail: HMAC-SHA256 chain, checkpoints, AES-256-GCM bodies, verifier |
+//! | [`hybrid`] | `hybrid` (default) | X-Wing (X25519 + ML-KEM-768) KEM, HPKE sealing with AES-256-GCM, streaming envelopes, key rings |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -102,9 +103,13 @@ mod apop;
 #[cfg(feature = "audit")]
 pub mod audit;
 mod error;
+#[cfg(feature = "hybrid")]
+pub mod hybrid;
 #[cfg(feature = "limit")]
 pub mod limit;
 pub mod line;
+#[cfg(any(feature = "tls", feature = "hybrid"))]
+mod mlkem;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;
 mod tls_info;

@@ -55,6 +55,10 @@ pub(crate) struct Args {
     pub(crate) admission: Settings,
     /// `--audit-dir`, `--audit-key`, `--audit-max-segment`, `--audit-retention-days`.
     pub(crate) audit: crate::audit::Options,
+    /// Seal delivered messages at rest (`--seal-store`).
+    pub(crate) seal_store: bool,
+    /// Where the key rings live (`--seal-keys`); `None`: beside the Maildir root.
+    pub(crate) seal_keys: Option<PathBuf>,
 }
 
 /// What the command line asked for.
@@ -168,6 +172,14 @@ ADMISSION AND RATE LIMITS (per client: an IPv4 address, an IPv6 /64):
                                client: 3 failures ban it for 1 min, then 10 min, 1 h,
                                1 day; one level forgiven per clean hour. A banned client's
                                connections are deferred with the time left
+
+SEALED STORAGE (post-quantum hybrid encryption at rest):
+    --seal-store               seal every delivered message with its mailbox's current
+                               X-Wing (X25519 + ML-KEM-768) key, HPKE with AES-256-GCM;
+                               POP3 RETR/TOP open it. Key rings are created on first
+                               start (0600); rotate with `mail-gateway keyring rotate`
+    --seal-keys DIR            where the key rings live [default: DIR/../postern-keys]
+
     -h, --help                 print this help
 
 AUDIT TRAIL (hash-chained, verified with `cargo run --example audit-verify -- DIR`):
@@ -183,7 +195,11 @@ On --smtp, recipients in an accepted domain are delivered (every local part exis
 this version); postmaster is always accepted; anything else is refused as relaying.
 On submission, authenticated users may address any domain, but only the accepted
 domains are delivered: relaying elsewhere is not implemented in this demo (554 5.7.1).
-POP3 users read their Maildir; messages are deleted only at QUIT.";
+POP3 users read their Maildir; messages are deleted only at QUIT.
+
+KEY RINGS (with --seal-store):
+    mail-gateway keyring rotate|list [--maildir DIR] [--seal-keys DIR] [--user NAME]...
+    mail-gateway keyring retire --user NAME --key ID [--maildir DIR] [--seal-keys DIR]";
 
 /// Parses the process arguments (without the program name).
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, UsageError> {
@@ -211,6 +227,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut msg_rate = None;
     let mut auth_failures_ban = false;
     let mut audit = crate::audit::Options::default();
+    let mut seal_store = false;
+    let mut seal_keys = None;
 
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "adduser") {
@@ -246,6 +264,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 return Err(UsageError("--auth-failures-ban takes no value".into()));
             }
             auth_failures_ban = true;
+            continue;
+        }
+        if name == "--seal-store" {
+            if inline.is_some() {
+                return Err(UsageError("--seal-store takes no value".into()));
+            }
+            seal_store = true;
             continue;
         }
         let mut value = || -> Result<String, UsageError> {
@@ -285,6 +310,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
             "--users" => users_file = Some(PathBuf::from(value()?)),
             "--hash-iterations" => hash_iterations = iterations(&value()?)?,
             "--maildir" => maildir = PathBuf::from(value()?),
+            "--seal-keys" => seal_keys = Some(PathBuf::from(value()?)),
             "--domain" => {
                 let v = value()?.trim().trim_end_matches('.').to_ascii_lowercase();
                 if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '@') {
@@ -382,6 +408,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         grace,
         admission,
         audit,
+        seal_store,
+        seal_keys,
     })))
 }
 

@@ -101,7 +101,8 @@ impl Maildir {
             let tmp = dir.join("tmp").join(&unique.file_name);
             let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             delivery.files.push(TmpFile {
-                writer: Some(BufWriter::with_capacity(64 * 1024, file)),
+                // --seal-store: the sink seals as it writes (plain otherwise).
+                writer: Some(crate::seal::sink(BufWriter::with_capacity(64 * 1024, file), &tmp)?),
                 tmp,
                 new: dir.join("new").join(&unique.file_name),
                 delivered: false,
@@ -125,7 +126,7 @@ pub(crate) struct Delivery {
 
 #[derive(Debug)]
 struct TmpFile {
-    writer: Option<BufWriter<File>>,
+    writer: Option<crate::seal::Sink>,
     tmp: PathBuf,
     new: PathBuf,
     delivered: bool,
@@ -158,7 +159,7 @@ impl Delivery {
         }
         for f in &mut self.files {
             if let Some(w) = f.writer.take() {
-                let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+                let file = w.finish()?;
                 file.sync_all()?;
             }
         }

@@ -73,7 +73,7 @@ pub(crate) struct MaildirDrop {
     _lock: File,
     entries: Vec<Entry>,
     /// The file being read: its index in the listing, and the offset of the next read.
-    reading: Option<(usize, u64, File)>,
+    reading: Option<(usize, u64, crate::seal::Reader)>,
 }
 
 impl MaildirDrop {
@@ -175,7 +175,8 @@ impl Maildrop for MaildirDrop {
         let reusable = matches!(&self.reading, Some((i, pos, _)) if *i == index && *pos == offset);
         if !reusable {
             let entry = self.entries.get(index).ok_or(io::ErrorKind::NotFound)?;
-            let mut file = File::open(&entry.path)?;
+            // --seal-store: a sealed message is opened (verified whole) here.
+            let mut file = crate::seal::open(&entry.path)?;
             if offset > 0 {
                 file.seek(SeekFrom::Start(offset))?;
             }
@@ -217,7 +218,7 @@ impl Maildrop for MaildirDrop {
 /// for each bare `LF` (the session sends every line ending as `CRLF`). Reads the file
 /// in 64 KiB pieces.
 fn wire_size(path: &Path) -> io::Result<u64> {
-    let mut file = File::open(path)?;
+    let mut file = crate::seal::open(path)?;
     let mut buf = vec![0_u8; SCAN_BUFFER];
     let (mut size, mut bare_lf, mut prev_cr) = (0_u64, 0_u64, false);
     loop {

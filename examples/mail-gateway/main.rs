@@ -20,6 +20,7 @@
 //! | `users.rs`    | the accounts, their hashed secrets, the users file             |
 //! | `auth.rs`     | SASL exchanges for SMTP AUTH and POP3 AUTH (`postern::sasl`)   |
 //! | `maildrop.rs` | a user's Maildir as a `postern::pop3::Maildrop`, with its lock |
+//! | `seal.rs`     | `--seal-store`: messages sealed at rest, key rings, `keyring` |
 //! | `shutdown.rs` | the shutdown flag and grace period                             |
 //! | `log.rs`      | one line per event on stderr                                   |
 //! | `audit.rs`    | security events into hash-chained segments (`postern::audit`)  |
@@ -40,6 +41,7 @@ mod maildir;
 mod maildrop;
 mod policy;
 mod pop3;
+mod seal;
 mod shutdown;
 mod smtp;
 mod tls;
@@ -78,7 +80,11 @@ const RELOAD_TICK: Duration = Duration::from_millis(50);
 const CERT_POLL: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    let args = match cli::parse(std::env::args_os().skip(1)) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = seal::command(&argv) {
+        return code;
+    }
+    let args = match cli::parse(argv) {
         Ok(cli::Parsed::Run(args)) => args,
         Ok(cli::Parsed::Help) => {
             println!("{}", cli::USAGE);
@@ -151,6 +157,15 @@ fn run(args: cli::Args) -> io::Result<()> {
     let shutdown = Arc::new(Shutdown::new(args.grace));
     let admission = Arc::new(Mutex::new(GatewayAdmission::new(&args.admission, seed(), Instant::now())));
     let users = Arc::new(auth::users(&args, &mechanisms).map_err(io::Error::other)?);
+    if args.seal_store {
+        let dir = seal::keys_dir(&args.maildir, args.seal_keys.as_deref());
+        let created = seal::enable(&dir, &users.names())
+            .map_err(|e| io::Error::new(e.kind(), format!("seal store {}: {e}", dir.display())))?;
+        log.line(format_args!(
+            "seal store: messages sealed at rest (X-Wing + AES-256-GCM), key rings in {} ({created} created)",
+            dir.display()
+        ));
+    }
     let pop3 = Arc::new(Pop3Gateway {
         config: Arc::new(pop3_config),
         users: Arc::clone(&users),
