@@ -810,3 +810,25 @@ fn pop3_capa_before_tls() {
     assert!(capa(false).contains("\r\nSASL SCRAM-SHA-256 CRAM-MD5\r\n"), "{}", capa(false));
     assert!(!capa(true).contains("SASL"), "{}", capa(true));
 }
+
+/// A failed attempt still names who the client claimed to be (for logs and audit), for
+/// every mechanism that carries an identity; before the identity is seen there is none.
+#[test]
+fn claimed_identity_is_reported_on_failure() {
+    let store = Store::new();
+    let mut plain = exchange(Mechanism::Plain, Channel::default());
+    assert_eq!(plain.claimed_identity(), None);
+    assert!(matches!(plain.start(Some(b"\0alice\0wrong"), &store), Step::Failure(Failure::Credentials)));
+    assert_eq!(plain.claimed_identity(), Some("alice"));
+
+    let mut login = exchange(Mechanism::Login, Channel::default());
+    assert!(matches!(login.start(Some(b"nobody"), &store), Step::Challenge(_)));
+    assert!(matches!(login.respond(b"pw", &store), Step::Failure(Failure::Credentials)));
+    assert_eq!(login.claimed_identity(), Some("nobody"));
+
+    let mut scram = exchange(Mechanism::ScramSha256, Channel::default());
+    assert!(matches!(scram.start(Some(b"n,,n=user,r=abc"), &store), Step::Challenge(_)));
+    assert_eq!(scram.claimed_identity(), Some("user"));
+    assert!(matches!(scram.respond(b"c=biws,r=wrong,p=AAAA", &store), Step::Failure(_)));
+    assert_eq!(scram.claimed_identity(), Some("user"));
+}

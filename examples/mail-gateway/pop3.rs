@@ -385,8 +385,8 @@ impl Connection<'_> {
                 {
                     log.line(format_args!("{how}: {f:?}"));
                 }
-                self.sasl = None;
-                self.login(&how, "(SASL)", None);
+                let claimed = self.sasl.take().and_then(|x| x.claimed_identity().map(str::to_owned));
+                self.login(&how, claimed.as_deref().unwrap_or("(SASL)"), None);
             }
         }
     }

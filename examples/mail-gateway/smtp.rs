@@ -479,8 +479,9 @@ impl Connection<'_> {
                     Step::Failure(f) => format!("{f:?}"),
                     _ => "second factor unresolved (bug)".to_owned(),
                 };
-                log.line(format_args!("AUTH {mechanism} failed: {why}"));
-                crate::audit::auth(log.id(), mechanism, "", false);
+                let claimed = self.sasl.as_ref().and_then(|x| x.claimed_identity()).unwrap_or_default();
+                log.line(format_args!("AUTH {mechanism} failed for {claimed:?}: {why}"));
+                crate::audit::auth(log.id(), mechanism, claimed, false);
                 self.sasl = None;
                 self.violation();
                 decided(log, "AUTH", self.session.auth_fail());

@@ -77,6 +77,8 @@ pub struct Exchange {
     channel: Channel,
     nonce: String,
     state: State,
+    /// The authentication identity the client named, once seen (untrusted).
+    claimed: Option<String>,
 }
 
 impl fmt::Debug for Exchange {
@@ -110,13 +112,24 @@ impl Exchange {
         if !mechanism.usable_on(&channel) {
             return Err(SaslError::NoChannel(mechanism.name()));
         }
-        Ok(Self { mechanism, config, channel, nonce: nonce.to_owned(), state: State::Start })
+        Ok(Self { mechanism, config, channel, nonce: nonce.to_owned(), state: State::Start, claimed: None })
     }
 
     /// The mechanism.
     #[must_use]
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// The authentication identity (authcid) the client named so far, if the mechanism
+    /// carries one and the exchange has seen it: PLAIN, LOGIN, CRAM-MD5 and SCRAM.
+    ///
+    /// **Untrusted** until a [`Step::Success`]: it is what the client *claimed*, meant for
+    /// logging and auditing failed attempts (e.g. spotting a password-guessing run against
+    /// one account). Never use it to decide anything.
+    #[must_use]
+    pub fn claimed_identity(&self) -> Option<&str> {
+        self.claimed.as_deref()
     }
 
     /// Starts with the client's initial response (`AUTH <mech> <initial>`), if any.
@@ -252,6 +265,7 @@ impl Exchange {
         store: &dyn CredentialStore,
     ) -> Step {
         self.state = State::Done;
+        self.claimed = Some(authcid.to_owned());
         let digits = self.config.password_otp_digits.or_else(|| store.second_factor_digits(authcid));
         let (password, code) = match digits {
             Some(n) => {
@@ -295,6 +309,7 @@ impl Exchange {
         };
         let (user, hex) = (data.get(..space).unwrap_or_default(), data.get(space + 1..).unwrap_or_default());
         let Ok(user) = std::str::from_utf8(user) else { return self.fail(Failure::Malformed) };
+        self.claimed = Some(user.to_owned());
         let mut digest = [0_u8; 16];
         let hex_ok = hex.len() == 32
             && hex.chunks_exact(2).zip(digest.iter_mut()).all(|(pair, out)| {
@@ -346,6 +361,7 @@ impl Exchange {
                 None => return self.fail(Failure::ChannelBinding),
             }
         }
+        self.claimed = Some(first.username.clone());
         let secret = store
             .scram_sha256(&first.username)
             .filter(|s| s.iterations() >= self.config.scram_min_iterations);
