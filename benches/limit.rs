@@ -183,7 +183,7 @@ fn generated(j: u32) -> IpAddr {
     let mut x = j.wrapping_mul(0x9e37_79b1);
     x ^= x >> 15;
     x = x.wrapping_mul(0x85eb_ca6b);
-    if j % 4 == 0 {
+    if j.is_multiple_of(4) {
         let hi = u64::from(x).wrapping_mul(0xff51_afd7_ed55_8ccd) | (0x2001u64 << 48);
         IpAddr::V6(Ipv6Addr::from(u128::from(hi) << 64 | 1))
     } else {

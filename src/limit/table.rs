@@ -6,6 +6,9 @@ use std::time::Instant;
 use super::key::fmix;
 use super::{Algorithm, Allowlist, ClientKey, Decision, Epoch, KeyConfig, Nanos};
 
+/// Keys per group of a batch check (see [`KeyedLimiter::BATCH`]).
+const GROUP: usize = 32;
+
 /// Slots per bucket: four 16-byte GCRA slots fill one 64-byte cache line.
 pub(crate) const WAYS: usize = 4;
 
@@ -275,7 +278,7 @@ impl<A: Algorithm> KeyedLimiter<A> {
         let now = self.epoch.nanos(now);
         let check_allow = !self.allow.is_empty();
         for chunk in keys.chunks(Self::BATCH) {
-            let mut group = [None; Self::BATCH];
+            let mut group = [None; GROUP];
             for (key, slot) in chunk.iter().zip(group.iter_mut()) {
                 if !(check_allow && self.allow.contains_key(key)) {
                     *slot = Some(*key);
@@ -292,7 +295,7 @@ impl<A: Algorithm> KeyedLimiter<A> {
         let now = self.epoch.nanos(now);
         let check_allow = !self.allow.is_empty();
         for chunk in ips.chunks(Self::BATCH) {
-            let mut group = [None; Self::BATCH];
+            let mut group = [None; GROUP];
             for (ip, slot) in chunk.iter().zip(group.iter_mut()) {
                 if !(check_allow && self.allow.contains_ip(*ip)) {
                     let key = ClientKey::from_ip(*ip, &self.keys);
@@ -308,13 +311,13 @@ impl<A: Algorithm> KeyedLimiter<A> {
     /// Keys per group in [`KeyedLimiter::check_batch`]: enough bucket loads in flight to
     /// hide memory latency, few enough (2 KiB of buckets) that they are still in the L1
     /// cache when updated.
-    pub const BATCH: usize = 32;
+    pub const BATCH: usize = GROUP;
 
     /// One group of a batch; `None` is an allow-listed key.
     fn check_group(&mut self, group: &[Option<ClientKey>], now: Nanos, out: &mut Vec<Decision>) {
         // Pass 1, read-only: locate every key and look into its bucket. The loads do not
         // depend on each other, so their cache misses overlap.
-        let mut located = [(0u64, 0usize, WAYS); Self::BATCH];
+        let mut located = [(0u64, 0usize, WAYS); GROUP];
         for (key, place) in group.iter().zip(located.iter_mut()) {
             if let Some(key) = key {
                 let (fp, idx) = self.table.locate(key);
@@ -455,7 +458,13 @@ mod tests {
         let mut denied = 0;
         let keys: Vec<ClientKey> = (0..100u128).map(|i| ClientKey::custom(i * 7 % 13)).collect();
         let ips: Vec<IpAddr> = (0..100u32)
-            .map(|i| if i % 5 == 0 { "10.1.1.1".parse().unwrap() } else { IpAddr::from([192, 0, 2, (i % 9) as u8]) })
+            .map(|i| {
+                if i % 5 == 0 {
+                    "10.1.1.1".parse().unwrap()
+                } else {
+                    IpAddr::from([192, 0, 2, (i % 9) as u8])
+                }
+            })
             .collect();
         let mut out = vec![Decision::Allow];
         for step in 0..4u64 {
