@@ -25,7 +25,7 @@
 //! | `msg-rate` | rate or `off` | `message_rate` |
 //! | `auth-failures-ban` | `on` or `off` | `penalty` (the default ladder) |
 //! | `allow`, `deny` | a network or address, repeatable | `lists` |
-//! | `table-capacity` | clients tracked per table | `table_capacity` |
+//! | `table-capacity` | clients tracked per table, 4 to [`MAX_TABLE_CAPACITY`] | `table_capacity` |
 //! | `ipv4-prefix`, `ipv6-prefix` | bits that make one client | `key_config` |
 //!
 //! A rate is `COUNT/PERIOD`, optionally followed by `burst N` (default: `COUNT`); `PERIOD`
@@ -47,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ use crate::limit::{Gcra, KeyConfig, PenaltyConfig};
 
 /// The longest line accepted (longer lines are an error, not truncated).
 pub const MAX_LINE_LEN: usize = 1000;
+
+/// The largest `table-capacity` accepted: each table takes 16 to 32 bytes per client, and
+/// admission has up to three tables plus one per `conn-rate@PORT`.
+pub const MAX_TABLE_CAPACITY: usize = 10_000_000;
 
 /// An error in a limits file. Line numbers start at 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,7 +212,7 @@ impl Limits {
     pub fn parse(text: &str) -> Result<Limits, LimitsError> {
         let mut limits = Limits::default();
         // (setting, first line) of the settings seen, for duplicates.
-        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index.saturating_add(1);
             if raw.len() > MAX_LINE_LEN {
@@ -220,7 +225,11 @@ impl Limits {
             let Some((name, value)) = content.split_once('=') else {
                 return Err(LimitsError::MissingEquals { line });
             };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            let (mut name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            // `conn-rate@0587` is `conn-rate@587` (for the duplicate check).
+            if let Some(Ok(port)) = name.strip_prefix("conn-rate@").map(str::parse::<u16>) {
+                name = format!("conn-rate@{port}");
+            }
             let invalid = |expected: &'static str| LimitsError::InvalidValue {
                 line,
                 setting: clip(&name),
@@ -229,7 +238,7 @@ impl Limits {
             };
             if name != "allow"
                 && name != "deny"
-                && let Some((_, first_line)) = seen.iter().find(|(n, _)| *n == name)
+                && let Some(first_line) = seen.get(&name)
             {
                 return Err(LimitsError::Duplicate { line, first_line: *first_line, setting: name });
             }
@@ -266,9 +275,10 @@ impl Limits {
                     limits.networks.push((line, net, verdict));
                 }
                 "table-capacity" => {
-                    let n: usize = value.parse().map_err(|_| invalid("a number of clients, at least 4"))?;
-                    if n < 4 {
-                        return Err(invalid("a number of clients, at least 4"));
+                    const EXPECTED: &str = "a number of clients, 4 to 10000000";
+                    let n: usize = value.parse().map_err(|_| invalid(EXPECTED))?;
+                    if !(4..=MAX_TABLE_CAPACITY).contains(&n) {
+                        return Err(invalid(EXPECTED));
                     }
                     limits.table_capacity = Some(n);
                 }
@@ -296,7 +306,7 @@ impl Limits {
                 }
             }
             if name != "allow" && name != "deny" {
-                seen.push((name, line));
+                seen.insert(name, line);
             }
         }
         Ok(limits)
@@ -441,7 +451,7 @@ ipv6-prefix = 56
 
     #[test]
     fn errors_name_the_line() {
-        let cases: [(&str, &str); 13] = [
+        let cases: [(&str, &str); 15] = [
             ("\n\nconn-rate 5/1s", "line 3: expected `setting = value`"),
             ("conn-rat = 5/1s", "line 1: unknown setting \"conn-rat\""),
             (
@@ -475,7 +485,15 @@ ipv6-prefix = 56
             ),
             ("conn-rate@25 = off\nconn-rate@25 = 1/1s", "line 2: conn-rate@25 is already set on line 1"),
             ("ipv6-prefix = 129", "line 1: ipv6-prefix \"129\": expected a prefix length, 0 to 128"),
-            ("table-capacity = 3", "line 1: table-capacity \"3\": expected a number of clients, at least 4"),
+            (
+                "table-capacity = 3",
+                "line 1: table-capacity \"3\": expected a number of clients, 4 to 10000000",
+            ),
+            (
+                "table-capacity = 10000001",
+                "line 1: table-capacity \"10000001\": expected a number of clients, 4 to 10000000",
+            ),
+            ("conn-rate@25 = off\nconn-rate@025 = 1/1s", "line 2: conn-rate@25 is already set on line 1"),
         ];
         for (text, message) in cases {
             assert_eq!(Limits::parse(text).unwrap_err().to_string(), message, "{text:?}");
