@@ -11,7 +11,7 @@
 //! - `limit_flood/10M_distinct`: 10 million never-seen keys into a postern table capped at
 //!   1 M keys (governor has no cap, so it is not run in the flood loop; its memory at 10 M is
 //!   measured below instead).
-//! - Memory per key is printed before the benches: postern's from its table size (and checked
+//! - Memory per key is printed before the benches (unless `LIMIT_BENCH_NO_MEMORY` is set): postern's from its table size (and checked
 //!   against the RSS growth), governor's from the RSS growth (`/proc/self/statm`) after inserting
 //!   1 M and 10 M IpAddr keys.
 //!
@@ -124,7 +124,10 @@ fn memory_report() {
 }
 
 fn keyed(c: &mut Criterion) {
-    memory_report();
+    // The memory report inserts 11 M keys into governor (a minute); skip it for quick runs.
+    if std::env::var_os("LIMIT_BENCH_NO_MEMORY").is_none() {
+        memory_report();
+    }
     let start = Instant::now();
     let mut group = c.benchmark_group("limit_keyed");
     for (name, n) in [("1_key", 1usize), ("1k_hot_keys", 1000), ("1M_random_ipaddr", MILLION)] {
