@@ -6,15 +6,17 @@
 //!   postern reads `Instant::now()` for every check, as governor reads its clock, so both
 //!   pay for a clock read; `postern_now_passed` shows the check alone with `now` taken once
 //!   per batch, which is how a sans-IO event loop calls it.
+//! - `limit_batch/1M_random_ipaddr_x64`: batches of 64 keys (gathered into a buffer on both
+//!   sides), governor key by key, postern key by key and with `check_ip_batch`.
 //! - `limit_flood/10M_distinct`: 10 million never-seen keys into a postern table capped at
 //!   1 M keys (governor has no cap, so it is not run in the flood loop; its memory at 10 M is
 //!   measured below instead).
-//! - Memory per key is printed before the benches: postern's from its table size (and checked
+//! - Memory per key is printed before the benches (unless `LIMIT_BENCH_NO_MEMORY` is set): postern's from its table size (and checked
 //!   against the RSS growth), governor's from the RSS growth (`/proc/self/statm`) after inserting
 //!   1 M and 10 M IpAddr keys.
 //!
 //! Run with `cargo bench --bench limit -- --warm-up-time 1 --measurement-time 3`;
-//! benches/README-limit.md has the measured ratios.
+//! benches/README.md ("Rate limiting") has the measured ratios.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -122,7 +124,10 @@ fn memory_report() {
 }
 
 fn keyed(c: &mut Criterion) {
-    memory_report();
+    // The memory report inserts 11 M keys into governor (a minute); skip it for quick runs.
+    if std::env::var_os("LIMIT_BENCH_NO_MEMORY").is_none() {
+        memory_report();
+    }
     let start = Instant::now();
     let mut group = c.benchmark_group("limit_keyed");
     for (name, n) in [("1_key", 1usize), ("1k_hot_keys", 1000), ("1M_random_ipaddr", MILLION)] {
@@ -170,6 +175,150 @@ fn keyed(c: &mut Criterion) {
     group.finish();
 }
 
+/// Keys per batch in `limit_batch`: the connections or commands an event loop handles per
+/// wake-up (`now` taken once).
+const BATCH: usize = 64;
+
+/// The `j`-th of `MILLION` distinct addresses, computed rather than fetched from an array
+/// (so that the bench does not add a cache miss per key to both sides): 3/4 IPv4, 1/4
+/// IPv6 /64s, through bijections of `j` (odd multipliers and xorshifts), hence distinct.
+fn generated(j: u32) -> IpAddr {
+    let mut x = j.wrapping_mul(0x9e37_79b1);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    if j.is_multiple_of(4) {
+        let hi = u64::from(x).wrapping_mul(0xff51_afd7_ed55_8ccd) | (0x2001u64 << 48);
+        IpAddr::V6(Ipv6Addr::from(u128::from(hi) << 64 | 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(x))
+    }
+}
+
+/// The batch API at 1 M random keys. Both sides get the same batches of `BATCH` addresses
+/// (pseudo-random indices into the 1 M pre-populated keys, generated into a small buffer,
+/// which is timed on both sides), then checked: governor one `check_key` after the other
+/// (it has no batch API), postern one `check_ip` after the other and with one
+/// `check_ip_batch`. Throughput is per key.
+fn batch(c: &mut Criterion) {
+    let start = Instant::now();
+    let mut group = c.benchmark_group("limit_batch");
+    group.throughput(criterion::Throughput::Elements(BATCH as u64));
+    let n = MILLION as u32;
+    let gov = RateLimiter::keyed(quota());
+    let mut ours = KeyedLimiter::new(gcra(), MILLION, 0x5eed, start);
+    let now = Instant::now();
+    for j in 0..n {
+        let ip = generated(j);
+        let _ = gov.check_key(&ip);
+        let _ = ours.check_ip(ip, now);
+    }
+    assert_eq!(gov.len(), MILLION, "generated keys are distinct");
+    let mut buf: Vec<IpAddr> = Vec::with_capacity(BATCH);
+    let mut rng = Rng(7);
+    let mut gather = |buf: &mut Vec<IpAddr>| {
+        buf.clear();
+        for _ in 0..BATCH {
+            buf.push(generated((rng.next() % u64::from(n)) as u32));
+        }
+    };
+
+    // The machine is shared: alternate the three sides in short rounds and take the median
+    // per-round ratio, so that load changes hit all three alike.
+    let mut out = Vec::with_capacity(BATCH);
+    let mut rounds: Vec<(f64, f64, f64)> = Vec::new();
+    for _ in 0..31 {
+        let mut per_key = [0f64; 3];
+        for (side, slot) in per_key.iter_mut().enumerate() {
+            let t = Instant::now();
+            let now = t;
+            for _ in 0..2000 {
+                gather(&mut buf);
+                match side {
+                    0 => {
+                        for ip in &buf {
+                            black_box(gov.check_key(ip).is_ok());
+                        }
+                    }
+                    1 => {
+                        for ip in &buf {
+                            black_box(ours.check_ip(*ip, now).is_allowed());
+                        }
+                    }
+                    _ => {
+                        out.clear();
+                        ours.check_ip_batch(&buf, now, &mut out);
+                        black_box(&out);
+                    }
+                }
+            }
+            *slot = t.elapsed().as_nanos() as f64 / (2000.0 * BATCH as f64);
+        }
+        rounds.push((per_key[0], per_key[1], per_key[2]));
+    }
+    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "interleaved, 1 M random IpAddr keys, batches of {BATCH}, median of {} rounds, ns per key: \
+         governor {:.1}, postern one by one {:.1}, postern check_ip_batch {:.1}; \
+         ratio one by one {:.2}x, batch {:.2}x",
+        rounds.len(),
+        median(&|r| r.0),
+        median(&|r| r.1),
+        median(&|r| r.2),
+        median(&|r| r.0 / r.1),
+        median(&|r| r.0 / r.2),
+    );
+
+    group.bench_function(format!("1M_random_ipaddr_x{BATCH}/generate_only"), |b| {
+        b.iter(|| {
+            gather(&mut buf);
+            black_box(&buf);
+        })
+    });
+    group.bench_function(format!("1M_random_ipaddr_x{BATCH}/governor"), |b| {
+        b.iter(|| {
+            gather(&mut buf);
+            let mut allowed = 0u32;
+            for ip in &buf {
+                allowed += u32::from(gov.check_key(ip).is_ok());
+            }
+            black_box(allowed)
+        })
+    });
+    group.bench_function(format!("1M_random_ipaddr_x{BATCH}/postern_one_by_one"), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            let now = t;
+            for _ in 0..iters {
+                gather(&mut buf);
+                let mut allowed = 0u32;
+                for ip in &buf {
+                    allowed += u32::from(ours.check_ip(*ip, now).is_allowed());
+                }
+                black_box(allowed);
+            }
+            t.elapsed()
+        })
+    });
+    group.bench_function(format!("1M_random_ipaddr_x{BATCH}/postern_check_ip_batch"), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            let now = t;
+            for _ in 0..iters {
+                gather(&mut buf);
+                out.clear();
+                ours.check_ip_batch(&buf, now, &mut out);
+                black_box(out.iter().filter(|d| d.is_allowed()).count());
+            }
+            t.elapsed()
+        })
+    });
+    group.finish();
+}
+
 fn flood(c: &mut Criterion) {
     let start = Instant::now();
     let mut group = c.benchmark_group("limit_flood");
@@ -197,5 +346,5 @@ fn flood(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keyed, flood);
+criterion_group!(benches, keyed, batch, flood);
 criterion_main!(benches);

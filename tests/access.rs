@@ -195,3 +195,36 @@ fn geofence_from_a_csv_table() {
     let err = RangeTable::parse_csv("192.0.2.0,192.0.2.127,FR\nbad line\n").unwrap_err();
     assert_eq!(err.to_string(), "line 2: expected start_ip,end_ip,CC");
 }
+
+proptest! {
+    /// The limits-file parser never panics, and whatever it accepts applies without panic.
+    #[test]
+    fn limits_file_never_panics(text in "([a-z@0-9 =/#.:-]{0,40}\n){0,12}") {
+        if let Ok(limits) = postern::access::limits::Limits::parse(&text) {
+            let mut config = postern::access::admission::AdmissionConfig::new(1);
+            let _ = limits.apply_to(&mut config);
+        }
+    }
+
+    /// Arbitrary bytes (as lossy text), including long lines.
+    #[test]
+    fn limits_file_never_panics_on_any_text(bytes in prop::collection::vec(any::<u8>(), 0..3000)) {
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(limits) = postern::access::limits::Limits::parse(&text) {
+            let _ = limits.apply_to(&mut postern::access::admission::AdmissionConfig::new(1));
+        }
+    }
+
+    /// Well-formed files round-trip their values.
+    #[test]
+    fn limits_file_rates_parse(count in 1u32..10_000, period in 1u64..100_000, burst in 1u32..1000, unit in 0usize..4) {
+        let (suffix, mult) = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)][unit];
+        let text = format!("conn-rate = {count}/{period}{suffix} burst {burst}\n");
+        let parsed = postern::access::limits::Limits::parse(&text);
+        match postern::limit::Gcra::new(count, Duration::from_secs(period * mult), burst) {
+            Ok(expected) => prop_assert_eq!(parsed.unwrap().connection_rate, Some(Some(expected))),
+            // A burst too long to represent is refused, not wrapped.
+            Err(_) => prop_assert!(parsed.is_err()),
+        }
+    }
+}

@@ -195,6 +195,41 @@ proptest! {
     }
 
     #[test]
+    fn batch_decides_like_one_by_one(
+        cap in 4usize..64,
+        batches in prop::collection::vec(
+            (0u64..2_000, prop::collection::vec((0u128..40, any::<bool>()), 0..100)),
+            1..20,
+        ),
+    ) {
+        let t0 = Instant::now();
+        let g = Gcra::new(3, Duration::from_secs(1), 2).unwrap();
+        let mut one = KeyedLimiter::new(g, cap, 9, t0);
+        let mut many = KeyedLimiter::new(g, cap, 9, t0);
+        let mut now = t0;
+        let mut out = Vec::new();
+        for (advance, keys) in batches {
+            now += ms(advance);
+            // Half IPv6 addresses (several per /64), half custom keys.
+            let ips: Vec<IpAddr> = keys
+                .iter()
+                .map(|(k, _)| IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | ((k % 8) << 64) | k)))
+                .collect();
+            let keys: Vec<ClientKey> = keys.iter().map(|(k, _)| ClientKey::custom(*k)).collect();
+            let expected: Vec<Decision> = keys.iter().map(|k| one.check(*k, now)).collect();
+            out.clear();
+            many.check_batch(&keys, now, &mut out);
+            prop_assert_eq!(&out, &expected);
+            let expected: Vec<Decision> = ips.iter().map(|ip| one.check_ip(*ip, now)).collect();
+            out.clear();
+            many.check_ip_batch(&ips, now, &mut out);
+            prop_assert_eq!(&out, &expected);
+            prop_assert_eq!(one.stats(), many.stats());
+            prop_assert!(many.len() <= many.capacity());
+        }
+    }
+
+    #[test]
     fn single_key_limiter_matches_keyed(ev in events()) {
         let t0 = Instant::now();
         let g = Gcra::new(5, Duration::from_micros(1), 2).unwrap();

@@ -1,6 +1,7 @@
 //! Admission control and rate limits of the `mail-gateway` example on loopback:
-//! `--deny`, `--max-conn-per-ip`, `--conn-rate` under a flood, `--auth-failures-ban` and
-//! `--rcpt-rate`.
+//! `--deny`, `--max-conn-per-ip`, `--conn-rate` under a flood, `--auth-failures-ban`,
+//! `--rcpt-rate`, `--msg-rate`, and the same limits from `--limits FILE` (and a bad file's
+//! error).
 //!
 //! Distinct clients are distinct loopback addresses: the gateway listens on 127.0.0.1 and
 //! a client socket bound to 127.0.0.2 or 127.0.0.3 (Linux routes all of 127/8 to `lo`)
@@ -25,7 +26,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gw_harness::{Gateway, RawClient, SOCKET_TIMEOUT, require_tool, run};
+use gw_harness::{Gateway, RawClient, SOCKET_TIMEOUT, gateway_binary, require_tool, run};
 
 /// Connects from `src` (a loopback address) to `addr`, `n` times one after the other,
 /// reading the first line of each greeting; returns `(first line, milliseconds)` each.
@@ -226,7 +227,7 @@ fn recipients_over_the_rate_get_450() {
         assert!(reply.starts_with("250"), "recipient {n}: {reply:?}");
     }
     let over = c.cmd("RCPT TO:<user3@example.test>");
-    assert!(over.starts_with("450 4.7.1 ") && over.contains("in 20s"), "fourth recipient: {over:?}");
+    assert!(over.starts_with("450 4.7.1 ") && over.contains("in 20 s"), "fourth recipient: {over:?}");
     // The session goes on: the accepted recipients still get the message.
     assert!(c.cmd("DATA").starts_with("354"));
     assert!(c.cmd("Subject: rate\r\n\r\nhello\r\n.").starts_with("250"));
@@ -244,4 +245,117 @@ fn messages_over_the_rate_get_450_at_data() {
     assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
     let data = c.cmd("DATA");
     assert!(data.starts_with("450 4.7.1 "), "second message: {data:?}");
+}
+
+/// A limits file in the temporary directory, removed on drop.
+struct LimitsFile(std::path::PathBuf);
+
+impl LimitsFile {
+    fn new(name: &str, text: &str) -> LimitsFile {
+        let path = std::env::temp_dir().join(format!("postern-limits-{}-{name}.conf", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        LimitsFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for LimitsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn limits_file_is_applied_and_flags_override_it() {
+    let file = LimitsFile::new(
+        "applied",
+        "# limits for the test\n\
+         conn-rate       = 1/1m      # overridden: the harness passes --conn-rate off\n\
+         max-conn-per-ip = 1\n\
+         rcpt-rate       = 2/1m burst 2\n\
+         deny            = 127.0.0.3\n",
+    );
+    let gw = Gateway::start("limits-file", &["--limits", file.path()]);
+    // max-conn-per-ip = 1: a second connection at once is deferred.
+    let (first, a) = greet(gw.addr);
+    assert!(first.starts_with("220 "), "{first:?}");
+    let (second, _) = greet(gw.addr);
+    assert!(
+        second.starts_with("421 4.7.0 ") && second.contains("try again in "),
+        "second at once: {second:?}"
+    );
+    drop(a);
+    // conn-rate = 1/1m would defer every new connection for a minute; the flag turned it
+    // off, so connections go on being served one after the other (each waits for the
+    // previous session to end: max-conn-per-ip = 1).
+    let mut served = None;
+    for n in 0..3 {
+        drop(served.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        served = loop {
+            let (again, c) = greet(gw.addr);
+            if again.starts_with("220 ") {
+                break Some(c);
+            }
+            assert!(Instant::now() < deadline, "connection {n} after a close: {again:?}");
+            thread::sleep(Duration::from_millis(50));
+        };
+    }
+    // rcpt-rate = 2/1m burst 2: the third recipient gets 450 4.7.1 with the wait.
+    let mut c = served.unwrap();
+    let mut cmd = |line: &str| {
+        c.get_mut().write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        loop {
+            let mut l = String::new();
+            c.read_line(&mut l).unwrap();
+            reply.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    };
+    assert!(cmd("EHLO client.test").starts_with("250"));
+    assert!(cmd("MAIL FROM:<bob@sender.test>").starts_with("250"));
+    assert!(cmd("RCPT TO:<a@example.test>").starts_with("250"));
+    assert!(cmd("RCPT TO:<b@example.test>").starts_with("250"));
+    let over = cmd("RCPT TO:<c@example.test>");
+    assert!(over.starts_with("450 4.7.1 ") && over.contains("in 30 s"), "third recipient: {over:?}");
+    cmd("QUIT");
+    let log = gw.log();
+    assert!(log.contains("connection rate no limit") && log.contains("connections per client 1"), "{log}");
+    // deny = 127.0.0.3: refused (needs python3 to connect from another address).
+    let Some(denied) = connect_from("127.0.0.3", gw.addr, 1) else { return };
+    assert!(denied[0].1.starts_with("554 5.7.1 "), "denied client: {:?}", denied[0]);
+}
+
+#[test]
+fn bad_limits_file_is_refused_with_its_line_number() {
+    let file = LimitsFile::new("bad", "# fine\nmax-conn-per-ip = 3\nconn-rate = fast\n");
+    let dir = std::env::temp_dir().join(format!("postern-limits-{}-bad-maildir", std::process::id()));
+    let mut cmd = Command::new(gateway_binary());
+    cmd.args(["--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0"])
+        .args(["--pop3", "127.0.0.1:0", "--pop3s", "127.0.0.1:0", "--limits", file.path()])
+        .arg("--maildir")
+        .arg(&dir);
+    let out = run(cmd, None, Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{}", out.text());
+    let text = out.text();
+    assert!(
+        text.contains(&format!(
+            "error: --limits {}: line 3: conn-rate \"fast\": expected COUNT/PERIOD",
+            file.path()
+        )),
+        "{text}"
+    );
+    // A missing file names the file.
+    let mut cmd = Command::new(gateway_binary());
+    cmd.args(["--limits", "/nonexistent/postern-limits.conf"]);
+    let out = run(cmd, None, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", out.text());
+    assert!(out.text().contains("--limits /nonexistent/postern-limits.conf: "), "{}", out.text());
 }

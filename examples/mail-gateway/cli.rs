@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use postern::access::cidr::{CidrListBuilder, Verdict};
+use postern::access::cidr::{IpNet, Verdict};
+use postern::access::limits::{Limits, parse_network, parse_rate};
+use postern::limit::{Gcra, KeyConfig};
 
-use crate::admission::{Rate, Settings};
+use crate::admission::{Settings, TABLE_CAPACITY};
 use crate::tls;
 use crate::users::{self, Credentials, DEFAULT_HASH_ITERATIONS};
 
@@ -50,8 +52,8 @@ pub(crate) struct Args {
     pub(crate) max_message_size: Option<u64>,
     /// How long running sessions may go on after Ctrl-C (`--grace`).
     pub(crate) grace: Duration,
-    /// `--allow`, `--deny`, `--conn-rate`, `--max-conn-per-ip`, `--rcpt-rate`,
-    /// `--msg-rate`, `--auth-failures-ban`.
+    /// `--limits FILE`, then `--allow`, `--deny`, `--conn-rate`, `--max-conn-per-ip`,
+    /// `--rcpt-rate`, `--msg-rate`, `--auth-failures-ban` over it.
     pub(crate) admission: Settings,
     /// `--audit-dir`, `--audit-key`, `--audit-max-segment`, `--audit-retention-days`.
     pub(crate) audit: crate::audit::Options,
@@ -156,6 +158,13 @@ ACCOUNTS AND MAIL:
     --grace SECS               after Ctrl-C, how long running sessions may finish [default: 5]
 
 ADMISSION AND RATE LIMITS (per client: an IPv4 address, an IPv6 /64):
+    --limits FILE              read the limits below from FILE, one `setting = value` a
+                               line (`conn-rate = 5/1s burst 5`, `max-conn-per-ip = 3`,
+                               `rcpt-rate`, `msg-rate`, `auth-failures-ban = on`,
+                               `allow = CIDR`, `deny = CIDR`, and only there
+                               `conn-rate@PORT` per listener, `table-capacity`,
+                               `ipv4-prefix`, `ipv6-prefix`); the flags override it.
+                               Rates there may have a unit and a burst: 30/1m burst 5
     --allow CIDR               never limit these clients (repeatable; longest prefix wins
                                against --deny)
     --deny CIDR                refuse these clients: SMTP 554 5.7.1, POP3 -ERR [AUTH], then
@@ -219,12 +228,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut hostname: Option<String> = None;
     let mut max_message_size = None;
     let mut grace = Duration::from_secs(5);
-    let mut lists = CidrListBuilder::new();
-    let mut any_list = false;
-    let mut conn_rate = Some(Rate { count: 30, period: Duration::from_secs(60) });
-    let mut max_conn_per_ip = Some(10);
-    let mut rcpt_rate = None;
-    let mut msg_rate = None;
+    // Limit flags: `None` when not given (then the limits file or the default counts).
+    let mut limits_file: Option<PathBuf> = None;
+    let mut networks: Vec<(IpNet, Verdict, String)> = Vec::new();
+    let mut conn_rate: Option<Option<Gcra>> = None;
+    let mut max_conn_per_ip: Option<Option<u32>> = None;
+    let mut rcpt_rate: Option<Gcra> = None;
+    let mut msg_rate: Option<Gcra> = None;
     let mut auth_failures_ban = false;
     let mut audit = crate::audit::Options::default();
     let mut seal_store = false;
@@ -340,24 +350,30 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 let secs: u64 = v.parse().map_err(|e| UsageError(format!("--grace {v}: {e}")))?;
                 grace = Duration::from_secs(secs);
             }
+            "--limits" => limits_file = Some(PathBuf::from(value()?)),
             "--allow" | "--deny" => {
                 let v = value()?;
                 let verdict = if name == "--allow" { Verdict::Allow } else { Verdict::Deny };
-                lists.extend_from_text(&format!("{}\n", v.trim()), verdict).map_err(|e| {
-                    UsageError(format!("{name} {v:?}: {e} (want a network such as 192.0.2.0/24)"))
+                let net = parse_network(v.trim()).ok_or_else(|| {
+                    UsageError(format!(
+                        "{name} {v:?}: want a network such as 192.0.2.0/24 (no host bits) or an address"
+                    ))
                 })?;
-                any_list = true;
+                if let Some((_, _, other)) = networks.iter().find(|(n, w, _)| *n == net && *w != verdict) {
+                    return Err(UsageError(format!("{other} and {name} both name {net}")));
+                }
+                networks.push((net, verdict, name.clone()));
             }
             "--conn-rate" => {
                 let v = value()?;
-                conn_rate = if v == "off" { None } else { Some(rate(&name, &v)?) };
+                conn_rate = Some(if v == "off" { None } else { Some(rate(&name, &v)?) });
             }
             "--rcpt-rate" => rcpt_rate = Some(rate(&name, &value()?)?),
             "--msg-rate" => msg_rate = Some(rate(&name, &value()?)?),
             "--max-conn-per-ip" => {
                 let v = value()?;
                 let n: u32 = v.parse().map_err(|e| UsageError(format!("--max-conn-per-ip {v}: {e}")))?;
-                max_conn_per_ip = (n > 0).then_some(n);
+                max_conn_per_ip = Some((n > 0).then_some(n));
             }
             a if a.starts_with("--audit-") => audit.set(a, value()?).map_err(UsageError)?,
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
@@ -381,12 +397,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     if domains.is_empty() {
         domains.push("example.test".into());
     }
-    let lists = if any_list {
-        Some(lists.build().map_err(|e| UsageError(format!("--allow/--deny: {e}")))?)
-    } else {
-        None
-    };
-    let admission = Settings { lists, conn_rate, max_conn_per_ip, rcpt_rate, msg_rate, auth_failures_ban };
+    let flags = LimitFlags { networks, conn_rate, max_conn_per_ip, rcpt_rate, msg_rate, auth_failures_ban };
+    let admission = admission_settings(limits_file.as_deref(), flags)?;
     let hostname =
         hostname.unwrap_or_else(|| format!("mx.{}", domains.first().map_or("example.test", |d| d)));
     Ok(Parsed::Run(Box::new(Args {
@@ -413,9 +425,78 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     })))
 }
 
-/// `--*-rate N/SECS`.
-fn rate(name: &str, v: &str) -> Result<Rate, UsageError> {
-    Rate::parse(v).map_err(|e| UsageError(format!("{name} {e} (want N/SECS, e.g. 30/60)")))
+/// `--*-rate N/SECS` (bursts of up to N), or the limits file's `N/PERIOD [burst B]`.
+fn rate(name: &str, v: &str) -> Result<Gcra, UsageError> {
+    parse_rate(v)
+        .ok_or_else(|| UsageError(format!("{name} {v:?}: want N/SECS, e.g. 30/60, N and SECS positive")))
+}
+
+/// The limit flags as given (`None`: not given).
+struct LimitFlags {
+    networks: Vec<(IpNet, Verdict, String)>,
+    conn_rate: Option<Option<Gcra>>,
+    max_conn_per_ip: Option<Option<u32>>,
+    rcpt_rate: Option<Gcra>,
+    msg_rate: Option<Gcra>,
+    auth_failures_ban: bool,
+}
+
+/// The largest limits file read.
+const MAX_LIMITS_FILE: u64 = 4 << 20;
+
+/// The defaults, then the limits file (if any), then the flags.
+fn admission_settings(file: Option<&std::path::Path>, flags: LimitFlags) -> Result<Settings, UsageError> {
+    let limits = match file {
+        Some(path) => {
+            use std::io::Read as _;
+            let shown = path.display();
+            let mut text = String::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_LIMITS_FILE + 1).read_to_string(&mut text))
+                .map_err(|e| UsageError(format!("--limits {shown}: {e}")))?;
+            if text.len() as u64 > MAX_LIMITS_FILE {
+                return Err(UsageError(format!("--limits {shown}: larger than {MAX_LIMITS_FILE} bytes")));
+            }
+            Limits::parse(&text).map_err(|e| UsageError(format!("--limits {shown}: {e}")))?
+        }
+        None => Limits::default(),
+    };
+    let file_error = |e: postern::access::cidr::CidrError| {
+        UsageError(format!("--limits {}: {e}", file.map_or(String::new(), |p| p.display().to_string())))
+    };
+    // A network given by a flag replaces the file's entry for it.
+    let mut builder = postern::access::cidr::CidrListBuilder::new();
+    let mut any_list = false;
+    for (line, net, verdict) in &limits.networks {
+        if !flags.networks.iter().any(|(n, _, _)| n == net) {
+            builder.push_line(*line, *net, *verdict).map_err(file_error)?;
+            any_list = true;
+        }
+    }
+    for (net, verdict, name) in &flags.networks {
+        builder.push_line(0, *net, *verdict).map_err(|e| UsageError(format!("{name} {net}: {e}")))?;
+        any_list = true;
+    }
+    let lists = if any_list { Some(builder.build().map_err(file_error)?) } else { None };
+    // Limits::parse checked the prefix lengths.
+    let key_config = KeyConfig::new(limits.ipv4_prefix.unwrap_or(32), limits.ipv6_prefix.unwrap_or(64))
+        .unwrap_or_default();
+    Ok(Settings {
+        lists,
+        conn_rate: flags.conn_rate.or(limits.connection_rate).unwrap_or_else(default_conn_rate),
+        port_rates: limits.port_connection_rates.clone(),
+        max_conn_per_ip: flags.max_conn_per_ip.or(limits.max_concurrent_per_client).unwrap_or(Some(10)),
+        rcpt_rate: flags.rcpt_rate.or(limits.recipient_rate.flatten()),
+        msg_rate: flags.msg_rate.or(limits.message_rate.flatten()),
+        auth_failures_ban: flags.auth_failures_ban || limits.auth_failures_ban.unwrap_or(false),
+        table_capacity: limits.table_capacity.unwrap_or(TABLE_CAPACITY),
+        key_config,
+    })
+}
+
+/// `--conn-rate` by default: 30 per minute, bursts of 30.
+fn default_conn_rate() -> Option<Gcra> {
+    Gcra::new(30, Duration::from_secs(60), 30).ok()
 }
 
 /// `NAME:PASSWORD` (the password may hold colons). NAME must be a valid mailbox name

@@ -445,10 +445,10 @@ fn refuse_smtp(stream: &TcpStream, hostname: &str, turned: Turned<'_>) {
             EnhancedStatus::new(4, 7, 0),
             format!("{hostname} Too many connections, try again later"),
         ),
+        // RFC 5321 section 4.2: a greeting (or its replacement) starts with our name.
         Turned::Admission(admit) => {
-            let Some((code, (class, subject, detail), text)) = admit.smtp_reply() else { return };
-            // RFC 5321 section 4.2: a greeting (or its replacement) starts with our name.
-            Reply::new(code, EnhancedStatus::new(class, subject, detail), format!("{hostname} {text}"))
+            let Some(reply) = admit.smtp_greeting(hostname) else { return };
+            reply
         }
     };
     reply.write_to(&mut out);
@@ -466,9 +466,8 @@ fn refuse_pop3(stream: &TcpStream, turned: Turned<'_>) {
         )
         .write_to(&mut out),
         Turned::Admission(admit) => {
-            let Some(line) = admit.pop3_text() else { return };
-            out.extend_from_slice(line.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let Some(reply) = admit.pop3_reply() else { return };
+            reply.write_to(&mut out);
         }
     }
     write_and_forget(stream, &out);

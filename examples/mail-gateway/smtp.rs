@@ -287,8 +287,9 @@ impl Connection<'_> {
             }
             Event::Rcpt(rcpt) => {
                 let to = rcpt.to.to_string();
+                let user = self.session.authenticated();
                 let rate =
-                    admission::lock(&self.gateway.admission).check_rcpt(self.peer.ip(), Instant::now());
+                    admission::lock(&self.gateway.admission).check_rcpt(self.peer.ip(), user, Instant::now());
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("RCPT TO:<{}> deferred: over --rcpt-rate", to.escape_debug()));
                     crate::audit::rate_limited(log.id(), self.peer.ip(), "rcpt-rate", wait);
@@ -315,8 +316,12 @@ impl Connection<'_> {
             }
             Event::DataStart { chunking } => {
                 let verb = if chunking { "BDAT" } else { "DATA" };
-                let rate =
-                    admission::lock(&self.gateway.admission).check_message(self.peer.ip(), Instant::now());
+                let user = self.session.authenticated();
+                let rate = admission::lock(&self.gateway.admission).check_message(
+                    self.peer.ip(),
+                    user,
+                    Instant::now(),
+                );
                 if let Some(wait) = rate.retry_after() {
                     log.line(format_args!("{verb} deferred: over --msg-rate"));
                     crate::audit::rate_limited(log.id(), self.peer.ip(), "msg-rate", wait);
@@ -528,9 +533,7 @@ fn decided(log: Log, what: &str, result: Result<(), postern::smtp::Error>) {
 
 /// `450 4.7.1` with the wait: a command over a per-client rate (the session goes on).
 fn rate_limited(wait: Duration) -> Reply {
-    let (code, (class, subject, detail), text) = postern::limit::reply_rate_limited();
-    let text = format!("{text} (in {}s)", admission::secs(wait));
-    Reply::new(code, EnhancedStatus::new(class, subject, detail), text)
+    postern::access::admission::rate_limited_reply(wait)
 }
 
 /// `451 4.3.0`: a local problem; the client keeps the message and retries later.

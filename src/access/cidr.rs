@@ -424,6 +424,20 @@ impl CidrListBuilder {
         Ok(self)
     }
 
+    /// Adds one network read from line `line` of some text of the caller's (errors,
+    /// including a later [`CidrError::Conflict`], name that line).
+    ///
+    /// # Errors
+    ///
+    /// As [`CidrListBuilder::push`].
+    pub fn push_line(&mut self, line: usize, net: IpNet, verdict: Verdict) -> Result<&mut Self, CidrError> {
+        if net.trunc() != net {
+            return Err(CidrError::HostBitsSet { line, network: net });
+        }
+        self.push_at(line, net, verdict)?;
+        Ok(self)
+    }
+
     /// Adds the networks of a plain list (one network or address per line, `#` comments,
     /// blank lines) with `verdict`. Line numbers in errors are those of `text`.
     ///

@@ -9,7 +9,7 @@
 //! | [`Gcra`] | generic cell rate algorithm (a token bucket stored as one timestamp): rate + burst |
 //! | [`SlidingWindow`] | two-bucket sliding-window counter (the "sliding window QoS") |
 //! | [`FixedWindow`] | Postfix anvil semantics: a window that starts at the client's first event |
-//! | [`KeyedLimiter`] | one of the above per [`ClientKey`], in a table with a hard cap on keys |
+//! | [`KeyedLimiter`] | one of the above per [`ClientKey`], in a table with a hard cap on keys; [`KeyedLimiter::check_batch`] for the keys of one event-loop wake-up |
 //! | [`Concurrency`], [`KeyedConcurrency`] | concurrent-use limits whose permits release on drop |
 //! | [`PenaltyBox`] | escalating bans (1 min, 10 min, 1 h, 1 day) after repeated violations, with decay |
 //! | [`Allowlist`] | networks and keys that bypass the limits |
