@@ -165,12 +165,14 @@ impl LineFramer {
 /// Drops the first `n` bytes of a session's input buffer, wiping them first: consumed
 /// input may hold a password (POP3 `PASS`) or a SASL response, which must not linger in
 /// the buffer's spare capacity after it was handed over in a zeroizing type.
+#[cfg(any(feature = "smtp", feature = "pop3"))]
 pub(crate) fn consume_wiping(buf: &mut Vec<u8>, n: usize) {
     let n = wipe_prefix(buf, n);
     buf.drain(..n);
 }
 
 /// Zeroes the first `n` bytes (at most all of them); returns how many.
+#[cfg(any(feature = "smtp", feature = "pop3"))]
 fn wipe_prefix(buf: &mut [u8], n: usize) -> usize {
     let n = n.min(buf.len());
     zeroize::Zeroize::zeroize(buf.get_mut(..n).unwrap_or_default());
@@ -178,6 +180,7 @@ fn wipe_prefix(buf: &mut [u8], n: usize) -> usize {
 }
 
 /// Empties a session's input buffer, wiping its whole capacity.
+#[cfg(any(feature = "smtp", feature = "pop3"))]
 pub(crate) fn wipe(buf: &mut Vec<u8>) {
     zeroize::Zeroize::zeroize(buf);
 }

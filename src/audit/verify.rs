@@ -465,15 +465,21 @@ fn check_tag(mac: &MacKey, chain: &[u8; 32], frame: &[u8]) -> Option<[u8; 32]> {
     if tags_equal(expected.as_ref(), tag) { tag.try_into().ok() } else { None }
 }
 
-/// Constant-time equality of two tags: every byte is looked at whatever differs (an OR of
-/// XORs, with the result behind an optimisation barrier), cheaper per record than a
-/// byte-wise `subtle` comparison.
+/// Constant-time equality of two tags, with `subtle`: compared as 64-bit words (four
+/// `ct_eq`s for a 32-byte tag), which costs less per record than `subtle`'s byte-wise
+/// slice comparison while keeping its optimisation barriers.
 fn tags_equal(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    use subtle::ConstantTimeEq as _;
+    if a.len() != b.len() || !a.len().is_multiple_of(8) {
+        return a.ct_eq(b).into();
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    let mut equal = subtle::Choice::from(1);
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_le_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(y.try_into().unwrap_or_default());
+        equal &= x.ct_eq(&y);
+    }
+    equal.into()
 }
 
 /// A truncated segment tail: which segment (by position in the input), where and how long.
