@@ -24,4 +24,8 @@ pub enum Error {
     #[cfg(feature = "tls")]
     #[error(transparent)]
     TlsChannel(#[from] crate::tls::ChannelError),
+    /// Misuse of the message-authentication API or a bad DKIM key.
+    #[cfg(feature = "msgauth")]
+    #[error(transparent)]
+    MsgAuth(#[from] crate::msgauth::MsgAuthError),
 }

@@ -81,6 +81,7 @@
 //! | [`line`](mod@line) | always | CRLF line framing with a hard cap and a bare-LF/CR policy |
 //! | [`smtp`] | `smtp` (default) | the SMTP server session: RFC 5321 and its extensions, smuggling-proof DATA and BDAT |
 //! | [`pop3`] | `pop3` (default) | the POP3 server session: RFC 1939, CAPA, STLS, SASL, streamed RETR/TOP |
+//! | [`msgauth`] | `msgauth` (default) | SPF, DKIM, DMARC, ARC with DNS answered by the application; DKIM signing; replay and spoofing signals |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -97,6 +98,8 @@ pub mod access;
 mod error;
 #[cfg(feature = "limit")]
 pub mod limit;
+#[cfg(feature = "msgauth")]
+pub mod msgauth;
 pub mod line;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;
