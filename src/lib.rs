@@ -98,9 +98,9 @@ pub mod access;
 mod error;
 #[cfg(feature = "limit")]
 pub mod limit;
+pub mod line;
 #[cfg(feature = "msgauth")]
 pub mod msgauth;
-pub mod line;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;
 mod tls_info;

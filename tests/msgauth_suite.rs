@@ -1,6 +1,7 @@
 //! mail-auth 0.13.0's own SPF suite and DKIM/ARC fixtures (copied into tests/data/mail-auth,
 //! see NOTICE.md there), run through postern's DNS query/answer loop.
 #![cfg(feature = "msgauth")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![allow(clippy::disallowed_methods)] // reads the system clock to know which fixtures mail-auth sees as expired
 
 use std::collections::HashMap;
@@ -87,11 +88,13 @@ fn mail_auth_spf_suite_through_the_query_loop() {
                     zone.set(&n, RecordType::Txt, vec![Record::Txt(r)]);
                 } else if let Some(rest) = line.strip_prefix("aaaa:") {
                     let (n, r) = split(rest);
-                    let ips = r.split(',').map(|ip| Record::Aaaa(ip.trim().parse::<Ipv6Addr>().unwrap())).collect();
+                    let ips =
+                        r.split(',').map(|ip| Record::Aaaa(ip.trim().parse::<Ipv6Addr>().unwrap())).collect();
                     zone.set(&n, RecordType::Aaaa, ips);
                 } else if let Some(rest) = line.strip_prefix("a:") {
                     let (n, r) = split(rest);
-                    let ips = r.split(',').map(|ip| Record::A(ip.trim().parse::<Ipv4Addr>().unwrap())).collect();
+                    let ips =
+                        r.split(',').map(|ip| Record::A(ip.trim().parse::<Ipv4Addr>().unwrap())).collect();
                     zone.set(&n, RecordType::A, ips);
                 } else if let Some(rest) = line.strip_prefix("ptr:") {
                     let (n, r) = split(rest);
@@ -126,7 +129,8 @@ fn mail_auth_spf_suite_through_the_query_loop() {
                         Some((r, e)) => (spf_result(r.trim()), e.trim()),
                         None => (spf_result(v), ""),
                     };
-                    let input = CheckInput::new(client_ip, helo, mail_from, Vec::new(), SystemTime::UNIX_EPOCH);
+                    let input =
+                        CheckInput::new(client_ip, helo, mail_from, Vec::new(), SystemTime::UNIX_EPOCH);
                     let mut check = verifier.start(input);
                     let verdict = loop {
                         match check.poll() {
@@ -146,7 +150,8 @@ fn mail_auth_spf_suite_through_the_query_loop() {
                     } else {
                         &verdict.spf_helo
                     };
-                    if got.result != expected || (!exp.is_empty() && got.explanation.as_deref() != Some(exp)) {
+                    if got.result != expected || (!exp.is_empty() && got.explanation.as_deref() != Some(exp))
+                    {
                         failures.push(format!(
                             "{}: {test_name:?} helo={helo} mail_from={mail_from} ip={client_ip}: got {} {:?}, expected {expected} {exp:?}",
                             file.file_name().unwrap().to_string_lossy(),
@@ -196,7 +201,11 @@ fn mail_auth_dkim_fixtures_pass() {
     assert_eq!(files.len(), 6);
     for file in files {
         let (zone, message) = fixture(&file);
-        let verdict = verify_fixture(&zone, message, SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_667_843_664));
+        let verdict = verify_fixture(
+            &zone,
+            message,
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_667_843_664),
+        );
         let last = verdict.dkim.last().unwrap_or_else(|| panic!("{}: no signature", file.display()));
         let system_now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
         if last.expiration != 0 && last.expiration <= system_now {

@@ -74,7 +74,8 @@ pub use results::{
 };
 pub use sign::{DEFAULT_SIGNED_HEADERS, KeyAlgorithm, SignOptions, Signer};
 pub use signals::{
-    ReplayConfig, ReplayDetector, ReplaySignal, SpoofSignal, coverage_signals, registrable_domain, spoof_signals,
+    ReplayConfig, ReplayDetector, ReplaySignal, SpoofSignal, coverage_signals, registrable_domain,
+    spoof_signals,
 };
 pub use verify::{Check, CheckInput, Progress, Verifier, dmarc_pct};
 

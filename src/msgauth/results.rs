@@ -294,11 +294,8 @@ pub struct Verdict {
 
 /// Characters allowed unquoted in a header value we write: RFC 5322 atext plus `.@`.
 fn safe_token(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && !"()<>[]:;\\\",".contains(*c))
-        .take(255)
-        .collect();
+    let cleaned: String =
+        s.chars().filter(|c| c.is_ascii_graphic() && !"()<>[]:;\\\",".contains(*c)).take(255).collect();
     if cleaned.is_empty() { "unknown".to_owned() } else { cleaned }
 }
 
@@ -317,8 +314,12 @@ impl Verdict {
         for d in &self.dkim {
             let mut s = format!("dkim={}", d.result);
             if let Some(reason) = &d.reason {
-                let reason: String =
-                    reason.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| !"()\\".contains(*c)).take(80).collect();
+                let reason: String = reason
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                    .filter(|c| !"()\\".contains(*c))
+                    .take(80)
+                    .collect();
                 let _ = write!(s, " ({reason})");
             }
             if !d.domain.is_empty() {
@@ -336,7 +337,8 @@ impl Verdict {
         parts.push(format!("spf={} smtp.helo={}", self.spf_helo.result, safe_token(&self.spf_helo.identity)));
         let mut dmarc = format!("dmarc={}", self.dmarc.result);
         if self.dmarc.policy_domain.is_some() {
-            let _ = write!(dmarc, " (p={} dis={})", self.dmarc.policy.as_str(), self.dmarc.disposition.as_str());
+            let _ =
+                write!(dmarc, " (p={} dis={})", self.dmarc.policy.as_str(), self.dmarc.disposition.as_str());
         }
         if !self.dmarc.from_domain.is_empty() {
             let _ = write!(dmarc, " header.from={}", safe_token(&self.dmarc.from_domain));

@@ -44,7 +44,10 @@ pub struct SignOptions {
 
 impl Default for SignOptions {
     fn default() -> Self {
-        SignOptions { headers: DEFAULT_SIGNED_HEADERS.iter().map(|h| (*h).to_owned()).collect(), expiry_secs: None }
+        SignOptions {
+            headers: DEFAULT_SIGNED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+            expiry_secs: None,
+        }
     }
 }
 
@@ -115,17 +118,23 @@ impl Signer {
             ),
             Ok(PrivateKeyDer::Pkcs8(der)) => {
                 let bytes = Zeroizing::new(der.secret_pkcs8_der().to_vec());
-                match RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(bytes.to_vec()))) {
+                match RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                    bytes.to_vec(),
+                ))) {
                     Ok(k) => DkimKey::Rsa(k),
-                    Err(rsa_err) => DkimKey::Ed25519(Ed25519Key::from_pkcs8_maybe_unchecked_der(&bytes).map_err(|ed_err| {
-                        MsgAuthError::Key(format!(
-                            "PKCS#8 key is neither a usable RSA key ({rsa_err}) nor Ed25519 ({ed_err})"
-                        ))
-                    })?),
+                    Err(rsa_err) => DkimKey::Ed25519(
+                        Ed25519Key::from_pkcs8_maybe_unchecked_der(&bytes).map_err(|ed_err| {
+                            MsgAuthError::Key(format!(
+                                "PKCS#8 key is neither a usable RSA key ({rsa_err}) nor Ed25519 ({ed_err})"
+                            ))
+                        })?,
+                    ),
                 }
             }
             Ok(PrivateKeyDer::Sec1(_)) => {
-                return Err(MsgAuthError::Key("EC (SEC1) keys are not DKIM algorithms; use RSA or Ed25519".into()));
+                return Err(MsgAuthError::Key(
+                    "EC (SEC1) keys are not DKIM algorithms; use RSA or Ed25519".into(),
+                ));
             }
             Ok(_) => return Err(MsgAuthError::Key("unsupported private key type".into())),
             Err(e) => return Err(key_err("no PEM private key found", e)),
@@ -140,8 +149,9 @@ impl Signer {
     pub fn from_rsa_pkcs1_der(der: &[u8], domain: &str, selector: &str) -> Result<Self, MsgAuthError> {
         check_name("domain", domain)?;
         check_name("selector", selector)?;
-        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.to_vec())))
-            .map_err(|e| key_err("invalid RSA key", e))?;
+        let key =
+            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.to_vec())))
+                .map_err(|e| key_err("invalid RSA key", e))?;
         Ok(Self::build(DkimKey::Rsa(key), domain, selector, &SignOptions::default()))
     }
 
@@ -152,7 +162,8 @@ impl Signer {
     pub fn from_ed25519_pkcs8(der: &[u8], domain: &str, selector: &str) -> Result<Self, MsgAuthError> {
         check_name("domain", domain)?;
         check_name("selector", selector)?;
-        let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(der).map_err(|e| key_err("invalid Ed25519 key", e))?;
+        let key =
+            Ed25519Key::from_pkcs8_maybe_unchecked_der(der).map_err(|e| key_err("invalid Ed25519 key", e))?;
         Ok(Self::build(DkimKey::Ed25519(key), domain, selector, &SignOptions::default()))
     }
 
@@ -176,11 +187,20 @@ impl Signer {
             DkimKey::Rsa(k) => (KeyAlgorithm::RsaSha256, k.public_key()),
             DkimKey::Ed25519(k) => (KeyAlgorithm::Ed25519Sha256, k.public_key()),
         };
-        let mut inner = DkimSigner::from_key(key).domain(domain.to_ascii_lowercase()).selector(selector).headers(&options.headers);
+        let mut inner = DkimSigner::from_key(key)
+            .domain(domain.to_ascii_lowercase())
+            .selector(selector)
+            .headers(&options.headers);
         if let Some(x) = options.expiry_secs {
             inner = inner.expiration(x);
         }
-        Signer { inner, algorithm, public_key, domain: domain.to_ascii_lowercase(), selector: selector.to_owned() }
+        Signer {
+            inner,
+            algorithm,
+            public_key,
+            domain: domain.to_ascii_lowercase(),
+            selector: selector.to_owned(),
+        }
     }
 
     /// The key algorithm.

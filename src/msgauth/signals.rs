@@ -77,7 +77,12 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { window: Duration::from_secs(3600), max_sources: 4, max_recipients: 100, capacity: 50_000 }
+        ReplayConfig {
+            window: Duration::from_secs(3600),
+            max_sources: 4,
+            max_recipients: 100,
+            capacity: 50_000,
+        }
     }
 }
 
@@ -145,7 +150,13 @@ impl ReplayDetector {
 
     /// Records a message carrying the signature `dkim` (only passing signatures count:
     /// a failing one proves nothing) from `source` to `recipients`, at `now`.
-    pub fn observe(&mut self, dkim: &DkimVerdict, source: IpAddr, recipients: &[&str], now: Instant) -> Vec<ReplaySignal> {
+    pub fn observe(
+        &mut self,
+        dkim: &DkimVerdict,
+        source: IpAddr,
+        recipients: &[&str],
+        now: Instant,
+    ) -> Vec<ReplaySignal> {
         if dkim.result != AuthResult::Pass {
             return Vec::new();
         }
@@ -236,9 +247,9 @@ fn count_header(headers: &[u8], name: &str) -> usize {
     headers
         .split(|&b| b == b'\n')
         .filter(|line| {
-            line.iter().position(|&b| b == b':').is_some_and(|i| {
-                line.get(..i).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-            })
+            line.iter()
+                .position(|&b| b == b':')
+                .is_some_and(|i| line.get(..i).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
         })
         .count()
 }
@@ -255,12 +266,17 @@ pub fn coverage_signals(dkim: &DkimVerdict, message: &[u8]) -> Vec<ReplaySignal>
         return out;
     }
     let (headers, body) = split_message(message);
-    let signed = |name: &str| dkim.signed_headers.iter().filter(|h| h.trim().eq_ignore_ascii_case(name)).count();
+    let signed =
+        |name: &str| dkim.signed_headers.iter().filter(|h| h.trim().eq_ignore_ascii_case(name)).count();
     let from_not_oversigned = signed("from") <= count_header(headers, "from");
     let missing: Vec<String> =
         ["Subject", "To", "Date"].iter().filter(|h| signed(h) == 0).map(|h| (*h).to_owned()).collect();
     if from_not_oversigned || !missing.is_empty() {
-        out.push(ReplaySignal::WeakHeaderCoverage { domain: dkim.domain.clone(), from_not_oversigned, missing });
+        out.push(ReplaySignal::WeakHeaderCoverage {
+            domain: dkim.domain.clone(),
+            from_not_oversigned,
+            missing,
+        });
     }
     if let Some(l) = dkim.body_length {
         let mut trimmed = body;
@@ -269,7 +285,11 @@ pub fn coverage_signals(dkim: &DkimVerdict, message: &[u8]) -> Vec<ReplaySignal>
         }
         let body_len = trimmed.len() as u64 + 2;
         if body_len > l {
-            out.push(ReplaySignal::UnsignedBodyContent { domain: dkim.domain.clone(), signed: l, body: body.len() as u64 });
+            out.push(ReplaySignal::UnsignedBodyContent {
+                domain: dkim.domain.clone(),
+                signed: l,
+                body: body.len() as u64,
+            });
         }
     }
     if dkim.expired {
@@ -405,17 +425,24 @@ fn mixed_script(domain: &str) -> bool {
 /// `internal` are the receiver's own domains; `protected` are domains whose look-alikes
 /// should be flagged (usually the internal ones and important partners).
 #[must_use]
-pub fn spoof_signals(message: &[u8], mail_from: &str, internal: &[&str], protected: &[&str]) -> Vec<SpoofSignal> {
+pub fn spoof_signals(
+    message: &[u8],
+    mail_from: &str,
+    internal: &[&str],
+    protected: &[&str],
+) -> Vec<SpoofSignal> {
     let mut out = Vec::new();
     let (headers, _) = split_message(message);
     let Some(parsed) = mail_parser::MessageParser::default().parse_headers(headers) else { return out };
     let from = parsed.from().and_then(|a| a.first());
     let from_addr = from.and_then(|a| a.address()).unwrap_or_default().to_owned();
     let Some(from_domain) = domain_of(&from_addr) else { return out };
-    let is_internal = |d: &str| internal.iter().any(|i| {
-        let i = i.trim_end_matches('.').to_lowercase();
-        d == i || d.ends_with(&format!(".{i}"))
-    });
+    let is_internal = |d: &str| {
+        internal.iter().any(|i| {
+            let i = i.trim_end_matches('.').to_lowercase();
+            d == i || d.ends_with(&format!(".{i}"))
+        })
+    };
     // Display name spoofing.
     if let Some(name) = from.and_then(|a| a.name())
         && !is_internal(&from_domain)
@@ -444,7 +471,8 @@ pub fn spoof_signals(message: &[u8], mail_from: &str, internal: &[&str], protect
     {
         out.push(SpoofSignal::ReturnPathMisaligned { from: from_domain.clone(), return_path: rp.clone() });
     }
-    let reply_domain = parsed.reply_to().and_then(|a| a.first()).and_then(|a| a.address()).and_then(domain_of);
+    let reply_domain =
+        parsed.reply_to().and_then(|a| a.first()).and_then(|a| a.address()).and_then(domain_of);
     if let Some(rt) = &reply_domain
         && registrable_domain(rt) != org
     {
@@ -489,6 +517,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // the base of a virtual clock
     fn replay_table_stays_bounded_and_resets_after_window() {
         let cfg = ReplayConfig { capacity: 10, max_sources: 2, ..ReplayConfig::default() };
         let mut r = ReplayDetector::new(cfg);

@@ -14,20 +14,22 @@ use mail_auth::common::verify::DomainKey;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Dmarc;
 use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::hickory_resolver::Hosts;
 use mail_auth::hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
 use mail_auth::hickory_resolver::lookup::Lookup;
 use mail_auth::hickory_resolver::proto::op::{Query, ResponseCode};
 use mail_auth::hickory_resolver::proto::rr::{Name, RecordType as HickoryType};
-use mail_auth::hickory_resolver::Hosts;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Spf};
 use mail_auth::{
-    AuthenticatedMessage, DkimOutput, DmarcOutput, DnsError, DnssecStatus, Error as MaError,
-    MX, MessageAuthenticator, Parameters, RecordSet, SpfOutput, Txt,
+    AuthenticatedMessage, DkimOutput, DmarcOutput, DnsError, DnssecStatus, Error as MaError, MX,
+    MessageAuthenticator, Parameters, RecordSet, SpfOutput, Txt,
 };
 
 use super::MsgAuthError;
-use super::dns::{AnswerCache, DnsAnswer, DnsLimits, DnsQuery, Record, RecordType, fqdn, key_bytes, name_from_key};
+use super::dns::{
+    AnswerCache, DnsAnswer, DnsLimits, DnsQuery, Record, RecordType, fqdn, key_bytes, name_from_key,
+};
 use super::results::{
     ArcVerdict, AuthResult, Disposition, DkimVerdict, DmarcVerdict, Policy, SpfVerdict, Verdict,
 };
@@ -70,8 +72,8 @@ impl Verifier {
         let mut opts = ResolverOpts::default();
         opts.use_hosts_file = ResolveHosts::Never;
         opts.attempts = 0;
-        let auth = MessageAuthenticator::new(config, opts)
-            .map_err(|e| MsgAuthError::Resolver(e.to_string()))?;
+        let auth =
+            MessageAuthenticator::new(config, opts).map_err(|e| MsgAuthError::Resolver(e.to_string()))?;
         Ok(Verifier { authserv_id: authserv_id.to_owned(), limits: DnsLimits::default(), auth })
     }
 
@@ -184,10 +186,8 @@ impl Check {
         }
         let (verdict, misses) = self.evaluate();
         let limits = self.verifier.limits;
-        let new: Vec<DnsQuery> = misses
-            .into_iter()
-            .filter(|q| !self.answers.contains_key(q) && !self.asked.contains(q))
-            .collect();
+        let new: Vec<DnsQuery> =
+            misses.into_iter().filter(|q| !self.answers.contains_key(q) && !self.asked.contains(q)).collect();
         if !new.is_empty() && self.rounds < limits.max_rounds && self.asked.len() < limits.max_queries {
             let room = limits.max_queries - self.asked.len();
             let new: Vec<DnsQuery> = new.into_iter().take(room).collect();
@@ -258,9 +258,9 @@ impl Check {
         let helo = input.helo.as_str();
         let ip = input.client_ip;
 
-        let mut spf_helo =
-            world.spf(&auth, SpfParameters::verify_ehlo(ip, helo, host));
-        let mut spf_mail = world.spf(&auth, SpfParameters::verify_mail_from(ip, helo, host, &input.mail_from));
+        let mut spf_helo = world.spf(&auth, SpfParameters::verify_ehlo(ip, helo, host));
+        let mut spf_mail =
+            world.spf(&auth, SpfParameters::verify_mail_from(ip, helo, host, &input.mail_from));
         // Explanations (exp=) are TXT records of any text; they are only read as such on a
         // second pass so that a plain TXT record never shadows a missing SPF policy.
         for (out, params) in [
@@ -296,17 +296,28 @@ impl Check {
                     .map(|o| {
                         let expired = o
                             .signature()
-                            .filter(|sig| sig.x != 0 && sig.x <= now_secs && matches!(o.result(), mail_auth::DkimResult::Pass))
-                            .and_then(|sig| message.dkim_headers.iter().map(|h| &h.header).find(|s| std::ptr::eq(*s, sig)));
+                            .filter(|sig| {
+                                sig.x != 0
+                                    && sig.x <= now_secs
+                                    && matches!(o.result(), mail_auth::DkimResult::Pass)
+                            })
+                            .and_then(|sig| {
+                                message.dkim_headers.iter().map(|h| &h.header).find(|s| std::ptr::eq(*s, sig))
+                            });
                         match expired {
-                            Some(sig) => DkimOutput::neutral(MaError::Dkim(DkimError::SignatureExpired)).with_signature(sig),
+                            Some(sig) => DkimOutput::neutral(MaError::Dkim(DkimError::SignatureExpired))
+                                .with_signature(sig),
                             None => o,
                         }
                     })
                     .collect();
-                let dkim: Vec<DkimVerdict> = adjusted.iter().map(|o| DkimVerdict::from_output(o, now_secs)).collect();
+                let dkim: Vec<DkimVerdict> =
+                    adjusted.iter().map(|o| DkimVerdict::from_output(o, now_secs)).collect();
                 let arc = block_on(auth.verify_arc(world.params(message)))
-                    .map(|o| ArcVerdict { result: AuthResult::from_dkim(o.result()), chain_length: o.sets().len() })
+                    .map(|o| ArcVerdict {
+                        result: AuthResult::from_dkim(o.result()),
+                        chain_length: o.sets().len(),
+                    })
                     .unwrap_or(ArcVerdict { result: AuthResult::TempError, chain_length: 0 });
                 let dmarc_out = block_on(auth.verify_dmarc(world.params(DmarcParameters::new(
                     message,
@@ -325,7 +336,11 @@ impl Check {
             spf_helo: SpfVerdict::from_output(&spf_helo, helo.to_ascii_lowercase()),
             spf_mail_from: SpfVerdict::from_output(
                 &spf_mail,
-                if input.mail_from.is_empty() { format!("postmaster@{}", helo.to_ascii_lowercase()) } else { input.mail_from.clone() },
+                if input.mail_from.is_empty() {
+                    format!("postmaster@{}", helo.to_ascii_lowercase())
+                } else {
+                    input.mail_from.clone()
+                },
             ),
             dkim,
             arc,
@@ -506,10 +521,14 @@ impl World {
                     let v4 = q.rtype == RecordType::A;
                     match answer {
                         DnsAnswer::Records(records) => {
-                            let a: Vec<Ipv4Addr> =
-                                records.iter().filter_map(|r| if let Record::A(a) = r { Some(*a) } else { None }).collect();
-                            let aaaa: Vec<Ipv6Addr> =
-                                records.iter().filter_map(|r| if let Record::Aaaa(a) = r { Some(*a) } else { None }).collect();
+                            let a: Vec<Ipv4Addr> = records
+                                .iter()
+                                .filter_map(|r| if let Record::A(a) = r { Some(*a) } else { None })
+                                .collect();
+                            let aaaa: Vec<Ipv6Addr> = records
+                                .iter()
+                                .filter_map(|r| if let Record::Aaaa(a) = r { Some(*a) } else { None })
+                                .collect();
                             if v4 && !a.is_empty() {
                                 w.v4.put(name, record_set(a));
                             } else if !v4 && !aaaa.is_empty() {
@@ -530,7 +549,13 @@ impl World {
                         DnsAnswer::Records(records) => {
                             let names: Vec<Box<str>> = records
                                 .iter()
-                                .filter_map(|r| if let Record::Ptr(p) = r { Some(p.to_ascii_lowercase().into()) } else { None })
+                                .filter_map(|r| {
+                                    if let Record::Ptr(p) = r {
+                                        Some(p.to_ascii_lowercase().into())
+                                    } else {
+                                        None
+                                    }
+                                })
                                 .collect();
                             w.ptr.put(&client_ip, record_set(names));
                         }
@@ -572,7 +597,8 @@ impl World {
             .filter(|(q, _)| q.rtype == RecordType::Txt && special_txt(&q.name).is_none())
             .filter_map(|(q, a)| match a {
                 DnsAnswer::Records(records) => {
-                    let texts = records.iter().filter_map(|r| if let Record::Txt(t) = r { Some(t) } else { None });
+                    let texts =
+                        records.iter().filter_map(|r| if let Record::Txt(t) = r { Some(t) } else { None });
                     let mut any_macro = false;
                     for t in texts {
                         if Spf::parse(t.as_bytes()).is_ok() {
@@ -602,7 +628,7 @@ impl World {
             }
         }
         let ptr_key = key_bytes(&client_ip);
-        if self.ptr.take_misses().iter().any(|k| *k == ptr_key) {
+        if self.ptr.take_misses().contains(&ptr_key) {
             out.insert(DnsQuery::ptr(client_ip));
         }
         out.into_iter().collect()
@@ -623,9 +649,10 @@ fn special_txt(name: &str) -> Option<&'static str> {
 /// Parses the TXT answer for `name` into what mail-auth expects there.
 fn classify_txt(name: &str, answer: &DnsAnswer, as_macro: bool) -> Option<Txt> {
     let records: Vec<&[u8]> = match answer {
-        DnsAnswer::Records(records) => {
-            records.iter().filter_map(|r| if let Record::Txt(t) = r { Some(t.as_bytes()) } else { None }).collect()
-        }
+        DnsAnswer::Records(records) => records
+            .iter()
+            .filter_map(|r| if let Record::Txt(t) = r { Some(t.as_bytes()) } else { None })
+            .collect(),
         DnsAnswer::NxDomain => return Some(Txt::Error(not_found(true))),
         DnsAnswer::ServFail => return Some(Txt::Error(MaError::Dns(DnsError::Resolver("SERVFAIL".into())))),
     };
