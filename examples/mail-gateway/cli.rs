@@ -48,6 +48,8 @@ pub(crate) struct Args {
     /// `--allow`, `--deny`, `--conn-rate`, `--max-conn-per-ip`, `--rcpt-rate`,
     /// `--msg-rate`, `--auth-failures-ban`.
     pub(crate) admission: Settings,
+    /// `--msgauth`, `--dns-zone`, `--dns-server`, `--dkim-key`, `--dkim-selector`, `--dkim-domain`.
+    pub(crate) msgauth: crate::msgauth::Options,
 }
 
 /// What the command line asked for.
@@ -167,6 +169,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut rcpt_rate = None;
     let mut msg_rate = None;
     let mut auth_failures_ban = false;
+    let mut msgauth = crate::msgauth::Options::default();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -276,6 +279,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 let n: u32 = v.parse().map_err(|e| UsageError(format!("--max-conn-per-ip {v}: {e}")))?;
                 max_conn_per_ip = (n > 0).then_some(n);
             }
+            flag if crate::msgauth::FLAGS.contains(&flag) => {
+                msgauth.set(flag, value()?).map_err(UsageError)?
+            }
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
@@ -320,6 +326,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         max_message_size,
         grace,
         admission,
+        msgauth,
     })))
 }
 

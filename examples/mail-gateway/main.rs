@@ -34,6 +34,7 @@ mod cli;
 mod log;
 mod maildir;
 mod maildrop;
+mod msgauth;
 mod policy;
 mod pop3;
 mod shutdown;
@@ -78,11 +79,11 @@ fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(args)) => args,
         Ok(cli::Parsed::Help) => {
-            println!("{}", cli::USAGE);
+            println!("{}{}", cli::USAGE, msgauth::USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            eprintln!("error: {e}\n\n{}{}", cli::USAGE, msgauth::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -120,6 +121,9 @@ fn run(args: cli::Args) -> io::Result<()> {
 
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
+    let msgauth = msgauth::MsgAuth::new(&args.msgauth, &args.hostname, &args.domains)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    log.line(format_args!("{}", msgauth.describe()));
     let mut tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
     let bind = |addr: SocketAddr| {
@@ -154,6 +158,7 @@ fn run(args: cli::Args) -> io::Result<()> {
         users: Arc::clone(&users),
         shutdown: Arc::clone(&shutdown),
         admission: Arc::clone(&admission),
+        msgauth,
     });
     let port = |name, config: &Arc<Config>, submission, tls: &Arc<rustls::ServerConfig>, implicit| {
         Arc::new(Port { name, config: Arc::clone(config), submission, tls: Arc::clone(tls), implicit })

@@ -262,6 +262,9 @@ impl Gateway {
                 // Scanners and multi-connection tests would exceed the default per-client
                 // connection rate; a test of the limits passes its own (the last one counts).
                 .args(["--conn-rate", "off"])
+                // Message authentication adds Authentication-Results (and would do real
+                // DNS lookups): off unless a test turns it on (tests/real_clients_msgauth.rs).
+                .args(["--msgauth", "off"])
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
