@@ -11,6 +11,8 @@
 // The tests own the clock for their time limits; the library bans reading it.
 #![allow(clippy::disallowed_methods)]
 
+// Not every harness helper is used here.
+#[allow(dead_code)]
 #[path = "common/gw_harness.rs"]
 mod gw_harness;
 
