@@ -96,6 +96,9 @@ pub enum MsgAuthError {
     /// An answer over the configured size bounds; it was recorded as SERVFAIL.
     #[error("DNS answer too large for {0}; treated as SERVFAIL")]
     AnswerTooLarge(String),
+    /// More preloaded answers than [`DnsLimits::max_queries`].
+    #[error("more preloaded DNS answers than the query limit")]
+    TooManyAnswers,
     /// A DKIM key could not be loaded.
     #[error("DKIM key: {0}")]
     Key(String),

@@ -226,6 +226,23 @@ impl Check {
         Ok(())
     }
 
+    /// Supplies an answer before it is asked, e.g. from the application's DNS cache: a
+    /// check whose answers are all preloaded completes on its first [`Check::poll`], with a
+    /// single evaluation. Counts against [`DnsLimits::max_queries`].
+    ///
+    /// # Errors
+    /// [`MsgAuthError::TooManyAnswers`] past `max_queries`; [`MsgAuthError::AnswerTooLarge`]
+    /// as for [`Check::answer`].
+    pub fn preload(&mut self, query: DnsQuery, answer: DnsAnswer) -> Result<(), MsgAuthError> {
+        if !self.asked.contains(&query) {
+            if self.asked.len() >= self.verifier.limits.max_queries {
+                return Err(MsgAuthError::TooManyAnswers);
+            }
+            self.asked.insert(query.clone());
+        }
+        self.answer(&query, answer)
+    }
+
     /// Drives the whole loop with `resolve` answering every query. Convenient for tests and
     /// for applications with a synchronous resolver or a zone in memory.
     pub fn run_with(mut self, mut resolve: impl FnMut(&DnsQuery) -> DnsAnswer) -> Verdict {
