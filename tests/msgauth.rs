@@ -506,3 +506,64 @@ fn authentication_results_is_a_safe_header_value() {
         assert!(!line.contains('\r') && !line.contains('\n'));
     }
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn verifier() -> &'static Verifier {
+        static V: OnceLock<Verifier> = OnceLock::new();
+        V.get_or_init(|| Verifier::new("mx.example.net").unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The verdict depends on the answers, not on the order they are given in or on
+        /// how the application splits them across polls; and pct= follows the roll.
+        #[test]
+        fn answer_order_does_not_matter(pct in 0u8..=100, roll in 0u8..100, reverse: bool, authorised: bool) {
+            let zone = spf_zone().txt("_dmarc.example.com", &format!("v=DMARC1; p=reject; pct={pct}"));
+            let ip = if authorised { "192.0.2.10" } else { "198.51.100.1" };
+            let input = CheckInput::new(ip.parse().unwrap(), "example.com", "a@example.com", message("example.com"), now())
+                .with_dmarc_roll(roll);
+            let straight = verifier().start(input.clone()).run_with(|q| zone.resolve(q));
+            let mut check = verifier().start(input);
+            let other = loop {
+                match check.poll() {
+                    Progress::Done(v) => break v,
+                    Progress::NeedDns(mut qs) => {
+                        if reverse {
+                            qs.reverse();
+                        }
+                        for q in &qs {
+                            check.answer(q, zone.resolve(q)).unwrap();
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            };
+            prop_assert_eq!(&straight, &*other);
+            let expected = match (authorised, roll < pct) {
+                (true, _) => Disposition::Accept,
+                (false, true) => Disposition::Reject,
+                (false, false) => Disposition::Quarantine,
+            };
+            prop_assert_eq!(straight.dmarc.disposition, expected);
+        }
+
+        #[test]
+        fn text_parsers_never_panic(s in "\\PC{0,200}") {
+            prop_assert!(postern::msgauth::dmarc_pct(&s) <= 100);
+            let _ = postern::msgauth::registrable_domain(&s);
+            let _ = spoof_signals(s.as_bytes(), &s, &["example.com"], &["example.com", &s]);
+        }
+
+        #[test]
+        fn pct_tag_is_read(v in 0u16..300, spaces in " {0,3}") {
+            let got = postern::msgauth::dmarc_pct(&format!("v=DMARC1;{spaces}p=none;{spaces}pct{spaces}={spaces}{v}"));
+            prop_assert_eq!(u16::from(got), if v <= 100 { v } else { 100 });
+        }
+    }
+}

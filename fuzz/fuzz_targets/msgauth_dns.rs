@@ -7,6 +7,7 @@
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
@@ -41,8 +42,12 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &[][..]),
     };
     let mut chunks = material.split(|&b| b == 1);
-    let limits = DnsLimits { max_rounds: 6, max_queries: 48, ..DnsLimits::default() };
-    let verifier = Verifier::new("mx.fuzz.test").unwrap().with_limits(limits);
+    // Built once: a Verifier is long-lived in an application too.
+    static VERIFIER: OnceLock<Verifier> = OnceLock::new();
+    let verifier = VERIFIER.get_or_init(|| {
+        let limits = DnsLimits { max_rounds: 6, max_queries: 48, ..DnsLimits::default() };
+        Verifier::new("mx.fuzz.test").unwrap().with_limits(limits)
+    });
     let ip = IpAddr::from([192, 0, 2, *data.first().unwrap_or(&1)]);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let input = CheckInput::new(ip, "helo.fuzz.test", "a@fuzz.test", message.to_vec(), now)

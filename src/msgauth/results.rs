@@ -307,7 +307,6 @@ impl Verdict {
     #[must_use]
     pub fn authentication_results(&self) -> String {
         let mut parts = vec![safe_token(&self.authserv_id)];
-        let _ = self.dkim.len();
         if self.dkim.is_empty() {
             parts.push("dkim=none".to_owned());
         }
