@@ -347,7 +347,7 @@ impl MsgAuth {
         let mut check = self.verifier.start(input);
         loop {
             match check.poll() {
-                Progress::Done(verdict) => return *verdict,
+                Progress::Done(verdict) => return std::sync::Arc::unwrap_or_clone(verdict),
                 Progress::NeedDns(queries) => {
                     for q in queries {
                         let answer = self.dns.resolve(&q);
@@ -355,7 +355,7 @@ impl MsgAuth {
                         let _ = check.answer(&q, answer);
                     }
                 }
-                _ => return *Box::new(fallback(&self.verifier, peer)),
+                _ => return fallback(&self.verifier, peer),
             }
         }
     }

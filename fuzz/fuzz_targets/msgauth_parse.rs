@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         domain: "example.com".into(),
         selector: "s".into(),
         identity: String::new(),
-        b: String::new(),
+        b: Vec::new(),
         signed_headers: text.split(':').take(64).map(str::to_owned).collect(),
         body_length: data.first().map(|&b| u64::from(b)),
         timestamp: 0,

@@ -172,16 +172,43 @@ pub(crate) fn fqdn(name: &str) -> String {
     out
 }
 
-/// A `Hasher` that keeps the bytes it is fed.
-#[derive(Default)]
-struct KeyBytes(Vec<u8>);
+/// A `Hasher` that keeps the bytes it is fed: inline up to [`INLINE`] bytes (every DNS
+/// name fits), so a cache lookup allocates nothing.
+struct KeyBytes {
+    inline: [u8; INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+const INLINE: usize = 272;
+
+impl KeyBytes {
+    fn new() -> Self {
+        KeyBytes { inline: [0; INLINE], len: 0, spill: Vec::new() }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.spill.is_empty() { self.inline.get(..self.len).unwrap_or_default() } else { &self.spill }
+    }
+}
 
 impl Hasher for KeyBytes {
     fn finish(&self) -> u64 {
         0
     }
     fn write(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
+        let end = self.len + bytes.len();
+        if self.spill.is_empty()
+            && let Some(slot) = self.inline.get_mut(self.len..end)
+        {
+            slot.copy_from_slice(bytes);
+            self.len = end;
+            return;
+        }
+        if self.spill.is_empty() {
+            self.spill.extend_from_slice(self.inline.get(..self.len).unwrap_or_default());
+        }
+        self.spill.extend_from_slice(bytes);
     }
 }
 
@@ -191,9 +218,9 @@ impl Hasher for KeyBytes {
 /// mail-auth's caches are asked through `get<Q: Hash + Eq + ?Sized>`, so these bytes are
 /// the only way to learn which name missed; [`name_from_key`] turns them back into a name.
 pub(crate) fn key_bytes<Q: Hash + ?Sized>(key: &Q) -> Vec<u8> {
-    let mut hasher = KeyBytes::default();
+    let mut hasher = KeyBytes::new();
     key.hash(&mut hasher);
-    hasher.0
+    hasher.as_slice().to_vec()
 }
 
 /// The name whose `str` key bytes are `bytes`.
@@ -228,14 +255,15 @@ impl<K, V: Clone> ResolverCache<K, V> for AnswerCache<V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let key = key_bytes(name);
-        match self.entries.get(&key) {
+        let mut key = KeyBytes::new();
+        name.hash(&mut key);
+        match self.entries.get(key.as_slice()) {
             Some(value) => Some(value.clone()),
             None => {
                 let mut misses = self.misses.borrow_mut();
                 // Bounded: a check asks at most a few hundred names per round.
                 if misses.len() < 4096 {
-                    misses.push(key);
+                    misses.push(key.as_slice().to_vec());
                 }
                 None
             }
@@ -264,6 +292,17 @@ mod tests {
         assert_eq!(key_bytes(&*boxed), key_bytes("example.org."));
         assert_eq!(name_from_key(&key_bytes("a.b.")).as_deref(), Some("a.b."));
         assert_eq!(name_from_key(b"no-terminator"), None);
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap() {
+        let long = "a".repeat(1000);
+        let mut expected = long.clone().into_bytes();
+        expected.push(0xff);
+        assert_eq!(key_bytes(long.as_str()), expected);
+        let mut cache: AnswerCache<u8> = AnswerCache::new();
+        cache.put(long.as_str(), 1);
+        assert_eq!(ResolverCache::<Box<str>, u8>::get(&cache, long.as_str()), Some(1));
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub struct DkimVerdict {
     pub selector: String,
     /// `i=` (the agent or user identifier), possibly empty.
     pub identity: String,
-    /// `b=` (the signature bytes), base64.
-    pub b: String,
+    /// `b=`: the signature bytes.
+    pub b: Vec<u8>,
     /// `h=`: the signed header field names in order, as written.
     pub signed_headers: Vec<String>,
     /// `l=`, if the signature covers only a prefix of the body.
@@ -143,7 +143,7 @@ impl DkimVerdict {
                 domain: sig.d.to_ascii_lowercase(),
                 selector: sig.s.clone(),
                 identity: sig.i.clone(),
-                b: base64::engine::general_purpose::STANDARD.encode(&sig.b),
+                b: sig.b.clone(),
                 signed_headers: sig.h.clone(),
                 body_length: (sig.l != 0).then_some(sig.l),
                 timestamp: sig.t,
@@ -156,7 +156,7 @@ impl DkimVerdict {
                 domain: String::new(),
                 selector: String::new(),
                 identity: String::new(),
-                b: String::new(),
+                b: Vec::new(),
                 signed_headers: Vec::new(),
                 body_length: None,
                 timestamp: 0,
@@ -323,7 +323,8 @@ impl Verdict {
             }
             if !d.domain.is_empty() {
                 let _ = write!(s, " header.d={} header.s={}", safe_token(&d.domain), safe_token(&d.selector));
-                let b: String = d.b.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+                // RFC 6008: the first characters of the base64 `b=` value (6 bytes: 8 chars).
+                let b = base64::engine::general_purpose::STANDARD.encode(d.b.get(..6).unwrap_or(&d.b));
                 if !b.is_empty() {
                     let _ = write!(s, " header.b={b}");
                 }

@@ -160,7 +160,7 @@ impl ReplayDetector {
         if dkim.result != AuthResult::Pass {
             return Vec::new();
         }
-        self.observe_raw(&dkim.domain, &dkim.selector, dkim.b.as_bytes(), source, recipients, now)
+        self.observe_raw(&dkim.domain, &dkim.selector, &dkim.b, source, recipients, now)
     }
 
     /// [`ReplayDetector::observe`] with the signature's `d=`, `s=` and `b=` given directly.

@@ -155,7 +155,7 @@ pub enum Progress {
     /// These queries are needed: answer each with [`Check::answer`], then poll again.
     NeedDns(Vec<DnsQuery>),
     /// The check is complete.
-    Done(Box<Verdict>),
+    Done(Arc<Verdict>),
 }
 
 /// A check of one message in progress. See the module docs for the loop.
@@ -165,7 +165,7 @@ pub struct Check {
     answers: HashMap<DnsQuery, DnsAnswer>,
     asked: BTreeSet<DnsQuery>,
     rounds: u32,
-    done: Option<Verdict>,
+    done: Option<Arc<Verdict>>,
 }
 
 impl std::fmt::Debug for Check {
@@ -185,7 +185,7 @@ impl Check {
     /// queries then count as temporary DNS errors).
     pub fn poll(&mut self) -> Progress {
         if let Some(verdict) = &self.done {
-            return Progress::Done(Box::new(verdict.clone()));
+            return Progress::Done(Arc::clone(verdict));
         }
         let (verdict, misses) = self.evaluate();
         let limits = self.verifier.limits;
@@ -198,8 +198,9 @@ impl Check {
             self.rounds += 1;
             return Progress::NeedDns(new);
         }
-        self.done = Some(verdict.clone());
-        Progress::Done(Box::new(verdict))
+        let verdict = Arc::new(verdict);
+        self.done = Some(Arc::clone(&verdict));
+        Progress::Done(verdict)
     }
 
     /// Feeds the answer to `query`.
@@ -211,6 +212,10 @@ impl Check {
         if !self.asked.contains(query) {
             return Err(MsgAuthError::UnexpectedAnswer(query.to_string()));
         }
+        self.store(query.clone(), answer)
+    }
+
+    fn store(&mut self, query: DnsQuery, answer: DnsAnswer) -> Result<(), MsgAuthError> {
         let limits = self.verifier.limits;
         if let DnsAnswer::Records(records) = &answer {
             let too_long = |s: &str| s.len() > limits.max_record_len;
@@ -221,11 +226,12 @@ impl Check {
                     Record::A(_) | Record::Aaaa(_) => false,
                 });
             if oversized {
-                self.answers.insert(query.clone(), DnsAnswer::ServFail);
-                return Err(MsgAuthError::AnswerTooLarge(query.to_string()));
+                let err = MsgAuthError::AnswerTooLarge(query.to_string());
+                self.answers.insert(query, DnsAnswer::ServFail);
+                return Err(err);
             }
         }
-        self.answers.insert(query.clone(), answer);
+        self.answers.insert(query, answer);
         Ok(())
     }
 
@@ -243,7 +249,7 @@ impl Check {
             }
             self.asked.insert(query.clone());
         }
-        self.answer(&query, answer)
+        self.store(query, answer)
     }
 
     /// Drives the whole loop with `resolve` answering every query. Convenient for tests and
@@ -251,7 +257,7 @@ impl Check {
     pub fn run_with(mut self, mut resolve: impl FnMut(&DnsQuery) -> DnsAnswer) -> Verdict {
         loop {
             match self.poll() {
-                Progress::Done(verdict) => return *verdict,
+                Progress::Done(verdict) => return Arc::unwrap_or_clone(verdict),
                 Progress::NeedDns(queries) => {
                     for q in queries {
                         let answer = resolve(&q);
@@ -271,16 +277,24 @@ impl Check {
 
     fn evaluate(&self) -> (Verdict, Vec<DnsQuery>) {
         let mut world = World::build(&self.answers, self.input.client_ip, &HashSet::new());
-        let mut auth = self.verifier.auth.clone();
-        auth.0.set_hosts(Arc::new(std::mem::take(&mut world.hosts)));
+        // Negative A/AAAA answers go through hickory's static hosts: a resolver clone with
+        // them set, only when there are any.
+        let with_hosts;
+        let auth = if world.hosts_used {
+            let mut clone = self.verifier.auth.clone();
+            clone.0.set_hosts(Arc::new(std::mem::take(&mut world.hosts)));
+            with_hosts = clone;
+            &with_hosts
+        } else {
+            &self.verifier.auth
+        };
         let input = &self.input;
         let host = self.verifier.authserv_id.as_str();
         let helo = input.helo.as_str();
         let ip = input.client_ip;
 
-        let mut spf_helo = world.spf(&auth, SpfParameters::verify_ehlo(ip, helo, host));
-        let mut spf_mail =
-            world.spf(&auth, SpfParameters::verify_mail_from(ip, helo, host, &input.mail_from));
+        let mut spf_helo = world.spf(auth, SpfParameters::verify_ehlo(ip, helo, host));
+        let mut spf_mail = world.spf(auth, SpfParameters::verify_mail_from(ip, helo, host, &input.mail_from));
         // Explanations (exp=) are TXT records of any text; they are only read as such on a
         // second pass so that a plain TXT record never shadows a missing SPF policy.
         for (out, params) in [
@@ -291,7 +305,7 @@ impl Check {
                 let macros = world.macro_candidates(&self.answers);
                 if !macros.is_empty() {
                     let second = World::build(&self.answers, ip, &macros);
-                    let again = second.spf(&auth, params);
+                    let again = second.spf(auth, params);
                     if again.result() == mail_auth::SpfResult::Fail && again.explanation().is_some() {
                         *out = again;
                     }
@@ -477,6 +491,7 @@ struct World {
     v6: AnswerCache<RecordSet<Ipv6Addr>>,
     ptr: AnswerCache<RecordSet<Box<str>>>,
     hosts: Hosts,
+    hosts_used: bool,
 }
 
 type Params<'x, P> = Parameters<
@@ -506,6 +521,7 @@ impl World {
             v6: AnswerCache::new(),
             ptr: AnswerCache::new(),
             hosts: Hosts::default(),
+            hosts_used: false,
         };
         for (q, answer) in answers {
             let name = q.name.as_str();
@@ -593,6 +609,7 @@ impl World {
             let rtype = if v4 { HickoryType::A } else { HickoryType::AAAA };
             let lookup = Lookup::new_with_max_ttl(Query::query(hname.clone(), rtype), []);
             self.hosts.insert(hname, rtype, lookup);
+            self.hosts_used = true;
         }
     }
 
