@@ -10,7 +10,6 @@
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -230,18 +229,29 @@ pub(crate) fn name_from_key(bytes: &[u8]) -> Option<String> {
 }
 
 /// A cache filled from the application's answers that records what mail-auth missed.
+///
+/// A check holds at most [`DnsLimits::max_queries`] answers plus its preloaded ones, a few
+/// per type: a vector searched linearly beats a hash map here (no hashing, one allocation).
 pub(crate) struct AnswerCache<V> {
-    entries: HashMap<Vec<u8>, V>,
+    entries: Vec<(Vec<u8>, V)>,
     misses: RefCell<Vec<Vec<u8>>>,
 }
 
 impl<V> AnswerCache<V> {
     pub(crate) fn new() -> Self {
-        AnswerCache { entries: HashMap::new(), misses: RefCell::new(Vec::new()) }
+        AnswerCache { entries: Vec::new(), misses: RefCell::new(Vec::new()) }
     }
 
     pub(crate) fn put<K: Hash + ?Sized>(&mut self, key: &K, value: V) {
-        self.entries.insert(key_bytes(key), value);
+        let key = key_bytes(key);
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    fn lookup(&self, key: &[u8]) -> Option<&V> {
+        self.entries.iter().find(|(k, _)| k.as_slice() == key).map(|(_, v)| v)
     }
 
     pub(crate) fn take_misses(&self) -> Vec<Vec<u8>> {
@@ -257,7 +267,7 @@ impl<K, V: Clone> ResolverCache<K, V> for AnswerCache<V> {
     {
         let mut key = KeyBytes::new();
         name.hash(&mut key);
-        match self.entries.get(key.as_slice()) {
+        match self.lookup(key.as_slice()) {
             Some(value) => Some(value.clone()),
             None => {
                 let mut misses = self.misses.borrow_mut();

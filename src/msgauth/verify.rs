@@ -39,9 +39,9 @@ use super::results::{
 /// check for one message.
 #[derive(Clone)]
 pub struct Verifier {
-    authserv_id: String,
+    authserv_id: Arc<str>,
     limits: DnsLimits,
-    auth: MessageAuthenticator,
+    auth: Arc<MessageAuthenticator>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -77,7 +77,11 @@ impl Verifier {
         opts.attempts = 0;
         let auth =
             MessageAuthenticator::new(config, opts).map_err(|e| MsgAuthError::Resolver(e.to_string()))?;
-        Ok(Verifier { authserv_id: authserv_id.to_owned(), limits: DnsLimits::default(), auth })
+        Ok(Verifier {
+            authserv_id: Arc::from(authserv_id),
+            limits: DnsLimits::default(),
+            auth: Arc::new(auth),
+        })
     }
 
     /// Replaces the DNS bounds.
@@ -209,7 +213,7 @@ impl Check {
     /// [`MsgAuthError::UnexpectedAnswer`] if the query was not asked; [`MsgAuthError::AnswerTooLarge`]
     /// if the answer exceeds [`DnsLimits`] (it is then recorded as a SERVFAIL).
     pub fn answer(&mut self, query: &DnsQuery, answer: DnsAnswer) -> Result<(), MsgAuthError> {
-        if !self.asked.contains(query) {
+        if !self.asked.contains(query) && !self.answers.contains_key(query) {
             return Err(MsgAuthError::UnexpectedAnswer(query.to_string()));
         }
         self.store(query.clone(), answer)
@@ -237,17 +241,14 @@ impl Check {
 
     /// Supplies an answer before it is asked, e.g. from the application's DNS cache: a
     /// check whose answers are all preloaded completes on its first [`Check::poll`], with a
-    /// single evaluation. Counts against [`DnsLimits::max_queries`].
+    /// single evaluation. At most [`DnsLimits::max_queries`] answers can be preloaded.
     ///
     /// # Errors
     /// [`MsgAuthError::TooManyAnswers`] past `max_queries`; [`MsgAuthError::AnswerTooLarge`]
     /// as for [`Check::answer`].
     pub fn preload(&mut self, query: DnsQuery, answer: DnsAnswer) -> Result<(), MsgAuthError> {
-        if !self.asked.contains(&query) {
-            if self.asked.len() >= self.verifier.limits.max_queries {
-                return Err(MsgAuthError::TooManyAnswers);
-            }
-            self.asked.insert(query.clone());
+        if !self.answers.contains_key(&query) && self.answers.len() >= self.verifier.limits.max_queries {
+            return Err(MsgAuthError::TooManyAnswers);
         }
         self.store(query, answer)
     }
@@ -280,8 +281,8 @@ impl Check {
         // Negative A/AAAA answers go through hickory's static hosts: a resolver clone with
         // them set, only when there are any.
         let with_hosts;
-        let auth = if world.hosts_used {
-            let mut clone = self.verifier.auth.clone();
+        let auth: &MessageAuthenticator = if world.hosts_used {
+            let mut clone = (*self.verifier.auth).clone();
             clone.0.set_hosts(Arc::new(std::mem::take(&mut world.hosts)));
             with_hosts = clone;
             &with_hosts
@@ -289,7 +290,7 @@ impl Check {
             &self.verifier.auth
         };
         let input = &self.input;
-        let host = self.verifier.authserv_id.as_str();
+        let host = &*self.verifier.authserv_id;
         let helo = input.helo.as_str();
         let ip = input.client_ip;
 
@@ -366,7 +367,7 @@ impl Check {
         let dmarc = dmarc.unwrap_or_else(|| DmarcVerdict::none(String::new()));
 
         let verdict = Verdict {
-            authserv_id: self.verifier.authserv_id.clone(),
+            authserv_id: self.verifier.authserv_id.to_string(),
             spf_helo: SpfVerdict::from_output(&spf_helo, helo.to_ascii_lowercase()),
             spf_mail_from: SpfVerdict::from_output(
                 &spf_mail,
