@@ -407,10 +407,12 @@ impl Check {
         let (policy_domain, pct) = self.policy_record(&from_domain, record);
         let result = if spf_aligned || dkim_aligned { AuthResult::Pass } else { AuthResult::Fail };
         let disposition = match (result, policy) {
-            (AuthResult::Fail, Policy::Reject) if self.input.dmarc_roll < pct => Disposition::Reject,
+            (AuthResult::Fail, Policy::Reject) if self.input.dmarc_roll.min(99) < pct => Disposition::Reject,
             // Not sampled: the next less strict policy (RFC 7489 §6.6.4).
             (AuthResult::Fail, Policy::Reject) => Disposition::Quarantine,
-            (AuthResult::Fail, Policy::Quarantine) if self.input.dmarc_roll < pct => Disposition::Quarantine,
+            (AuthResult::Fail, Policy::Quarantine) if self.input.dmarc_roll.min(99) < pct => {
+                Disposition::Quarantine
+            }
             _ => Disposition::Accept,
         };
         DmarcVerdict {
