@@ -62,6 +62,7 @@ pub(crate) const FLAGS: &[&str] =
 
 /// The help text for these flags.
 pub(crate) const USAGE: &str = "
+
 MESSAGE AUTHENTICATION (SPF, DKIM, DMARC, ARC):
     --msgauth on|off           verify every message on --smtp at the end of DATA and add
                                Authentication-Results; DMARC reject: 550 5.7.1, quarantine:
