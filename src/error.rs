@@ -40,4 +40,8 @@ pub enum Error {
     #[cfg(feature = "hybrid")]
     #[error(transparent)]
     Hybrid(#[from] crate::hybrid::HybridError),
+    /// Misuse of the message-authentication API or a bad DKIM key.
+    #[cfg(feature = "msgauth")]
+    #[error(transparent)]
+    MsgAuth(#[from] crate::msgauth::MsgAuthError),
 }

@@ -85,6 +85,7 @@
 //! | [`otp`] | `otp` (default) | HOTP/TOTP second factor with a replay guard and otpauth:// URIs |
 //! | [`audit`] | `audit` (default) | tamper-evident audit trail: HMAC-SHA256 chain, checkpoints, AES-256-GCM bodies, verifier |
 //! | [`hybrid`] | `hybrid` (default) | X-Wing (X25519 + ML-KEM-768) KEM, HPKE sealing with AES-256-GCM, streaming envelopes, key rings |
+//! | [`msgauth`] | `msgauth` (default) | SPF, DKIM, DMARC, ARC with DNS answered by the application; DKIM signing; replay and spoofing signals |
 //!
 //! ## Design rules
 //! - **Sans-IO.** The application owns sockets, threads, timers and TLS. Time is always
@@ -110,6 +111,8 @@ pub mod limit;
 pub mod line;
 #[cfg(any(feature = "tls", feature = "hybrid"))]
 mod mlkem;
+#[cfg(feature = "msgauth")]
+pub mod msgauth;
 #[cfg(any(feature = "smtp", feature = "pop3"))]
 mod sasl_wire;
 mod tls_info;

@@ -251,7 +251,7 @@ fn every_command_in_transaction() {
     for (cmd, want) in cases {
         let o = run(&login(&format!("C: {cmd}\n{want}")));
         assert_eq!(o.closed, cmd == "QUIT", "{cmd}");
-        assert_eq!(o.updates(), if cmd == "QUIT" { vec![vec![]] } else { vec![] }, "{cmd}");
+        assert_eq!(o.updates(), if cmd == "QUIT" { vec![Vec::<usize>::new()] } else { Vec::new() }, "{cmd}");
         assert_eq!(o.store.mailboxes["alice"].messages.len(), 5, "{cmd}: nothing removed");
     }
 }

@@ -19,44 +19,12 @@
 mod gw_harness;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use gw_harness::{CLIENT_TIMEOUT, Gateway, Output, require_tool, run};
+use gw_harness::{CLIENT_TIMEOUT, Gateway, Output, audit_verify as verify, require_tool, run};
 use serde_json::Value;
-
-/// The audit-verify example, built like the gateway (same profile and target directory).
-fn audit_verify_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let gateway = gw_harness::gateway_binary();
-        let examples = gateway.parent().expect("examples dir");
-        let binary = examples.join(format!("audit-verify{}", std::env::consts::EXE_SUFFIX));
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let profile_dir = examples.parent().expect("profile dir");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--quiet", "--all-features", "--example", "audit-verify", "--target-dir"])
-                .arg(target_dir);
-            if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-                cmd.arg("--release");
-            }
-            let out = run(cmd, None, Duration::from_secs(600));
-            assert!(out.status.success(), "building audit-verify failed:\n{}", out.text());
-        }
-        assert!(binary.is_file(), "audit-verify is not built: expected {}", binary.display());
-        binary
-    })
-}
-
-fn verify(dir: &Path, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(audit_verify_binary());
-    cmd.arg(dir).args(extra);
-    run(cmd, None, CLIENT_TIMEOUT)
-}
 
 fn verify_json(dir: &Path) -> (Option<i32>, Value) {
     let out = verify(dir, &["--json"]);

@@ -473,7 +473,11 @@ fn scram_sha256_plus_against_the_gateway_over_smtps() {
     let (fin, _) = client_final(b"secret", "n=alice,r=n2", &server_first, &cbind);
     assert!(c.cmd(&STANDARD.encode(fin)).starts_with("535 5.7.8"));
     assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS: authenticated as \"alice\""), "{}", gw.log());
-    assert!(gw.log().contains("AUTH SCRAM-SHA-256-PLUS failed for \"alice\": ChannelBinding"), "{}", gw.log());
+    assert!(
+        gw.log().contains("AUTH SCRAM-SHA-256-PLUS failed for \"alice\": ChannelBinding"),
+        "{}",
+        gw.log()
+    );
 }
 
 /// USER/PASS over a raw POP3 socket: the reply to PASS.

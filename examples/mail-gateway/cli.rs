@@ -61,6 +61,8 @@ pub(crate) struct Args {
     pub(crate) seal_store: bool,
     /// Where the key rings live (`--seal-keys`); `None`: beside the Maildir root.
     pub(crate) seal_keys: Option<PathBuf>,
+    /// `--msgauth`, `--dns-zone`, `--dns-server`, `--dkim-key`, `--dkim-selector`, `--dkim-domain`.
+    pub(crate) msgauth: crate::msgauth::Options,
 }
 
 /// What the command line asked for.
@@ -239,6 +241,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
     let mut audit = crate::audit::Options::default();
     let mut seal_store = false;
     let mut seal_keys = None;
+    let mut msgauth = crate::msgauth::Options::default();
 
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "adduser") {
@@ -376,6 +379,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
                 max_conn_per_ip = Some((n > 0).then_some(n));
             }
             a if a.starts_with("--audit-") => audit.set(a, value()?).map_err(UsageError)?,
+            flag if crate::msgauth::FLAGS.contains(&flag) => {
+                msgauth.set(flag, value()?).map_err(UsageError)?
+            }
             other => return Err(UsageError(format!("unknown argument {other:?}"))),
         }
     }
@@ -422,6 +428,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
         audit,
         seal_store,
         seal_keys,
+        msgauth,
     })))
 }
 

@@ -33,12 +33,13 @@
 #![allow(clippy::disallowed_methods)]
 
 mod admission;
-mod auth;
 mod audit;
+mod auth;
 mod cli;
 mod log;
 mod maildir;
 mod maildrop;
+mod msgauth;
 mod policy;
 mod pop3;
 mod seal;
@@ -87,14 +88,14 @@ fn main() -> ExitCode {
     let args = match cli::parse(argv) {
         Ok(cli::Parsed::Run(args)) => args,
         Ok(cli::Parsed::Help) => {
-            println!("{}", cli::USAGE);
+            println!("{}{}", cli::USAGE, msgauth::USAGE);
             return ExitCode::SUCCESS;
         }
         Ok(cli::Parsed::AddUser { file, name, iterations, totp }) => {
             return adduser(&file, &name, iterations, totp);
         }
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            eprintln!("error: {e}\n\n{}{}", cli::USAGE, msgauth::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -137,6 +138,9 @@ fn run(args: cli::Args) -> io::Result<()> {
     let maildir = Maildir::open(&args.maildir, &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("maildir {}: {e}", args.maildir.display())))?;
     audit::start(&args.audit, maildir.root())?;
+    let msgauth = msgauth::MsgAuth::new(&args.msgauth, &args.hostname, &args.domains)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    log.line(format_args!("{}", msgauth.describe()));
     let mut tls = tls::setup(&args.tls, maildir.root(), &args.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
     let bind = |addr: SocketAddr| {
@@ -180,6 +184,7 @@ fn run(args: cli::Args) -> io::Result<()> {
         users: Arc::clone(&users),
         shutdown: Arc::clone(&shutdown),
         admission: Arc::clone(&admission),
+        msgauth,
     });
     let port = |name, config: &Arc<Config>, submission, tls: &Arc<rustls::ServerConfig>, implicit| {
         Arc::new(Port { name, config: Arc::clone(config), submission, tls: Arc::clone(tls), implicit })

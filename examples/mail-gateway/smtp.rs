@@ -59,6 +59,8 @@ pub(crate) struct Gateway {
     pub(crate) shutdown: Arc<Shutdown>,
     /// Per-client rates and the penalty box; shared with every listener.
     pub(crate) admission: Arc<Mutex<GatewayAdmission>>,
+    /// SPF/DKIM/DMARC/ARC verification on `--smtp`, DKIM signing on submission.
+    pub(crate) msgauth: crate::msgauth::MsgAuth,
 }
 
 /// What one SMTP listener offers.
@@ -124,6 +126,8 @@ pub(crate) fn serve(gateway: &Gateway, port: &Port, stream: TcpStream, peer: Soc
         in_transaction: false,
         mailboxes: Vec::new(),
         message: None,
+        held: None,
+        mail_from: String::new(),
         delivered: 0,
     };
     let outcome = conn.run();
@@ -164,6 +168,10 @@ struct Connection<'a> {
     mailboxes: Vec<String>,
     /// The message being received, between `DataStart` and `MessageEnd`.
     message: Option<Message>,
+    /// A message held in memory for message authentication (instead of `message`).
+    held: Option<crate::msgauth::Held>,
+    /// The MAIL FROM address of the transaction (empty for the null sender).
+    mail_from: String,
     delivered: u64,
 }
 
@@ -283,6 +291,7 @@ impl Connection<'_> {
                         .unwrap_or_default()
                 ));
                 self.in_transaction = true;
+                self.mail_from = from;
                 decided(log, "MAIL", self.session.accept());
             }
             Event::Rcpt(rcpt) => {
@@ -328,6 +337,16 @@ impl Connection<'_> {
                     decided(log, verb, self.session.reject(rate_limited(wait)));
                     return;
                 }
+                if self.gateway.msgauth.holds(self.port.submission, self.session.authenticated().is_some()) {
+                    let held = self.hold_message();
+                    log.line(format_args!(
+                        "{verb} started, id {}, held for message authentication",
+                        held.id()
+                    ));
+                    self.held = Some(held);
+                    decided(log, verb, self.session.accept());
+                    return;
+                }
                 match self.begin_message() {
                     Ok(message) => {
                         log.line(format_args!(
@@ -345,11 +364,36 @@ impl Connection<'_> {
                 }
             }
             Event::MessageData(bytes) => {
-                if let Some(m) = &mut self.message {
+                if let Some(h) = &mut self.held {
+                    h.push(&bytes);
+                } else if let Some(m) = &mut self.message {
                     m.delivery.write(&bytes);
                 }
             }
             Event::MessageEnd(end) => {
+                if let Some(held) = self.held.take() {
+                    let helo = self.session.helo().map(|h| h.name.clone()).unwrap_or_default();
+                    let g = self.gateway;
+                    let out = crate::msgauth::finish(
+                        &g.msgauth,
+                        &g.maildir,
+                        log,
+                        held,
+                        &self.mailboxes,
+                        self.peer.ip(),
+                        &helo,
+                        self.port.submission,
+                    );
+                    self.delivered += u64::from(out.delivered);
+                    let result = if out.reply.code() < 400 {
+                        self.session.accept_with(out.reply)
+                    } else {
+                        self.session.reject(out.reply)
+                    };
+                    decided(log, "message", result);
+                    self.end_transaction();
+                    return;
+                }
                 let Some(Message { unique, delivery }) = self.message.take() else {
                     log.line(format_args!("message ended without DataStart (bug)"));
                     decided(log, "message", self.session.reject(local_error()));
@@ -521,6 +565,16 @@ impl Connection<'_> {
         self.in_transaction = false;
         self.mailboxes.clear();
         self.message = None;
+        self.held = None;
+        self.mail_from.clear();
+    }
+
+    /// Starts a message held in memory for [`crate::msgauth::finish`].
+    fn hold_message(&mut self) -> crate::msgauth::Held {
+        let now = SystemTime::now();
+        let unique = self.gateway.maildir.unique(now);
+        let header = self.session.received_header(self.peer.ip(), &unique.id, now);
+        crate::msgauth::Held::new(unique, header, self.mail_from.clone())
     }
 }
 

@@ -265,6 +265,9 @@ impl Gateway {
                 // PBKDF2 at the default 100 000 iterations takes ~0.3 s per login in a
                 // debug build; tests that log in often do not need the cost.
                 .args(["--hash-iterations", "1000"])
+                // Message authentication adds Authentication-Results (and would do real
+                // DNS lookups): off unless a test turns it on (tests/real_clients_msgauth.rs).
+                .args(["--msgauth", "off"])
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -458,4 +461,38 @@ impl RawClient {
         let _ = self.reader.read_to_string(&mut rest);
         rest
     }
+}
+
+/// The audit-verify example, built like the gateway (same profile and target directory).
+#[allow(dead_code)] // used by the tests that read the audit trail
+pub(crate) fn audit_verify_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let gateway = gateway_binary();
+        let examples = gateway.parent().expect("examples dir");
+        let binary = examples.join(format!("audit-verify{}", std::env::consts::EXE_SUFFIX));
+        if let Ok(cargo) = std::env::var("CARGO") {
+            let profile_dir = examples.parent().expect("profile dir");
+            let target_dir = profile_dir.parent().expect("target dir");
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "--quiet", "--all-features", "--example", "audit-verify", "--target-dir"])
+                .arg(target_dir);
+            if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
+                cmd.arg("--release");
+            }
+            let out = run(cmd, None, Duration::from_secs(600));
+            assert!(out.status.success(), "building audit-verify failed:\n{}", out.text());
+        }
+        assert!(binary.is_file(), "audit-verify is not built: expected {}", binary.display());
+        binary
+    })
+}
+
+/// Runs `audit-verify DIR EXTRA...` with the client time limit.
+#[allow(dead_code)] // used by the tests that read the audit trail
+pub(crate) fn audit_verify(dir: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(audit_verify_binary());
+    cmd.arg(dir).args(extra);
+    run(cmd, None, CLIENT_TIMEOUT)
 }
