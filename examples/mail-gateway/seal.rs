@@ -134,9 +134,13 @@ fn info(mailbox: &str) -> Vec<u8> {
 
 /// The mailbox of a file at `<root>/<mailbox>/{tmp,new,cur}/<name>`.
 fn mailbox_of(path: &Path) -> io::Result<String> {
-    path.parent()
-        .and_then(Path::parent)
-        .and_then(Path::file_name)
+    // `<root>/<mailbox>/tmp/<name>`, or `<root>/<mailbox>/.<Folder>/tmp/<name>` for a
+    // Maildir++ folder (e.g. `.Junk`): a folder is sealed with its mailbox's key.
+    let mut dir = path.parent().and_then(Path::parent);
+    if dir.and_then(Path::file_name).and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+        dir = dir.and_then(Path::parent);
+    }
+    dir.and_then(Path::file_name)
         .and_then(|n| n.to_str())
         .map(str::to_owned)
         .ok_or_else(|| io::Error::other(format!("{}: not in a Maildir", path.display())))
@@ -378,4 +382,17 @@ fn replace(path: &Path, ring: &KeyRing) -> io::Result<()> {
     fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_maildir_plus_plus_folder_is_sealed_with_its_mailbox_key() {
+        let root = Path::new("/srv/Maildir");
+        assert_eq!(mailbox_of(&root.join("alice/tmp/1.x")).unwrap(), "alice");
+        assert_eq!(mailbox_of(&root.join("alice/.Junk/tmp/1.x")).unwrap(), "alice");
+        assert!(mailbox_of(Path::new("x")).is_err());
+    }
 }
