@@ -164,7 +164,10 @@ impl Default for DnsLimits {
 
 /// Lowercase, trailing dot.
 pub(crate) fn fqdn(name: &str) -> String {
-    let mut out = name.to_ascii_lowercase();
+    // One allocation, with room for the dot.
+    let mut out = String::with_capacity(name.len() + 1);
+    out.push_str(name);
+    out.make_ascii_lowercase();
     if !out.ends_with('.') {
         out.push('.');
     }
@@ -231,27 +234,43 @@ pub(crate) fn name_from_key(bytes: &[u8]) -> Option<String> {
 /// A cache filled from the application's answers that records what mail-auth missed.
 ///
 /// A check holds at most [`DnsLimits::max_queries`] answers plus its preloaded ones, a few
-/// per type: a vector searched linearly beats a hash map here (no hashing, one allocation).
+/// per type: a vector searched linearly beats a hash map here (no hashing), and the keys
+/// share one buffer (no allocation per entry).
 pub(crate) struct AnswerCache<V> {
-    entries: Vec<(Vec<u8>, V)>,
+    keys: Vec<u8>,
+    entries: Vec<(std::ops::Range<usize>, V)>,
     misses: RefCell<Vec<Vec<u8>>>,
 }
 
 impl<V> AnswerCache<V> {
     pub(crate) fn new() -> Self {
-        AnswerCache { entries: Vec::new(), misses: RefCell::new(Vec::new()) }
+        AnswerCache { keys: Vec::new(), entries: Vec::new(), misses: RefCell::new(Vec::new()) }
     }
 
     pub(crate) fn put<K: Hash + ?Sized>(&mut self, key: &K, value: V) {
-        let key = key_bytes(key);
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        let mut bytes = KeyBytes::new();
+        key.hash(&mut bytes);
+        let key = bytes.as_slice();
+        match self.position(key) {
+            Some(i) => {
+                if let Some(slot) = self.entries.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            None => {
+                let start = self.keys.len();
+                self.keys.extend_from_slice(key);
+                self.entries.push((start..self.keys.len(), value));
+            }
         }
     }
 
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|(range, _)| self.keys.get(range.clone()) == Some(key))
+    }
+
     fn lookup(&self, key: &[u8]) -> Option<&V> {
-        self.entries.iter().find(|(k, _)| k.as_slice() == key).map(|(_, v)| v)
+        self.position(key).and_then(|i| self.entries.get(i)).map(|(_, v)| v)
     }
 
     pub(crate) fn take_misses(&self) -> Vec<Vec<u8>> {
@@ -321,6 +340,11 @@ mod tests {
         cache.put("hit.", 7);
         assert_eq!(ResolverCache::<Box<str>, u32>::get(&cache, "hit."), Some(7));
         assert_eq!(ResolverCache::<Box<str>, u32>::get(&cache, "miss."), None);
+        cache.put("hit.", 8);
+        cache.put("other.", 9);
+        assert_eq!(ResolverCache::<Box<str>, u32>::get(&cache, "hit."), Some(8));
+        assert_eq!(ResolverCache::<Box<str>, u32>::get(&cache, "other."), Some(9));
+        assert_eq!(cache.entries.len(), 2);
         let misses = cache.take_misses();
         assert_eq!(misses.len(), 1);
         assert_eq!(name_from_key(&misses[0]).as_deref(), Some("miss."));

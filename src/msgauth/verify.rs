@@ -1,7 +1,7 @@
 //! The sans-IO verifier: SPF (HELO and MAIL FROM), DKIM, ARC and DMARC for one message, with
 //! DNS answered by the application in rounds.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::pin;
@@ -103,7 +103,7 @@ impl Verifier {
         Check {
             verifier: self.clone(),
             input,
-            answers: HashMap::new(),
+            answers: Answers::default(),
             asked: BTreeSet::new(),
             rounds: 0,
             done: None,
@@ -166,7 +166,7 @@ pub enum Progress {
 pub struct Check {
     verifier: Verifier,
     input: CheckInput,
-    answers: HashMap<DnsQuery, DnsAnswer>,
+    answers: Answers,
     asked: BTreeSet<DnsQuery>,
     rounds: u32,
     done: Option<Arc<Verdict>>,
@@ -431,8 +431,7 @@ impl Check {
     fn policy_record(&self, from_domain: &str, applied: &Dmarc) -> (Option<String>, u8) {
         let mut name = from_domain.trim_end_matches('.');
         loop {
-            let q = DnsQuery::new(&format!("_dmarc.{name}"), RecordType::Txt);
-            if let Some(DnsAnswer::Records(records)) = self.answers.get(&q) {
+            if let Some(DnsAnswer::Records(records)) = self.answers.dmarc_txt(name) {
                 for r in records {
                     if let Record::Txt(text) = r
                         && let Ok(parsed) = Dmarc::parse(text.as_bytes())
@@ -484,6 +483,51 @@ fn block_on<F: Future>(fut: F) -> Option<F::Output> {
     }
 }
 
+/// The answers of one check, in the order they came. A check holds at most
+/// [`DnsLimits::max_queries`] asked plus as many preloaded answers: a vector searched
+/// linearly costs less than hashing every query into a map (measured with callgrind, see
+/// benches/README.md), and needs one allocation.
+#[derive(Default)]
+struct Answers(Vec<(DnsQuery, DnsAnswer)>);
+
+impl Answers {
+    fn get(&self, query: &DnsQuery) -> Option<&DnsAnswer> {
+        self.0.iter().find(|(q, _)| q == query).map(|(_, a)| a)
+    }
+
+    fn contains_key(&self, query: &DnsQuery) -> bool {
+        self.get(query).is_some()
+    }
+
+    fn insert(&mut self, query: DnsQuery, answer: DnsAnswer) {
+        match self.0.iter_mut().find(|(q, _)| *q == query) {
+            Some(slot) => slot.1 = answer,
+            None => self.0.push((query, answer)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The answer to `DnsQuery::new(&format!("_dmarc.{name}"), RecordType::Txt)` for a
+    /// `name` without a trailing dot, found without building that query.
+    fn dmarc_txt(&self, name: &str) -> Option<&DnsAnswer> {
+        let matches = |q: &DnsQuery| {
+            let Some(rest) = q.name.strip_prefix("_dmarc.") else { return false };
+            let rest = if name.is_empty() { Some(rest) } else { rest.strip_suffix('.') };
+            rest.is_some_and(|r| {
+                r.len() == name.len() && r.bytes().zip(name.bytes()).all(|(a, b)| a == b.to_ascii_lowercase())
+            })
+        };
+        self.0.iter().find(|(q, _)| q.rtype == RecordType::Txt && matches(q)).map(|(_, a)| a)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&DnsQuery, &DnsAnswer)> {
+        self.0.iter().map(|(q, a)| (q, a))
+    }
+}
+
 /// The application's answers as mail-auth caches, plus a hosts table for negative A/AAAA
 /// answers (mail-auth's `exists` treats any cached A/AAAA entry as existence, so empty
 /// answers go through hickory's static hosts instead, which answers without I/O).
@@ -516,7 +560,7 @@ fn not_found(nx: bool) -> MaError {
 }
 
 impl World {
-    fn build(answers: &HashMap<DnsQuery, DnsAnswer>, client_ip: IpAddr, macros: &HashSet<String>) -> World {
+    fn build(answers: &Answers, client_ip: IpAddr, macros: &HashSet<String>) -> World {
         let mut w = World {
             txt: AnswerCache::new(),
             mx: AnswerCache::new(),
@@ -526,7 +570,7 @@ impl World {
             hosts: Hosts::default(),
             hosts_used: false,
         };
-        for (q, answer) in answers {
+        for (q, answer) in answers.iter() {
             let name = q.name.as_str();
             match q.rtype {
                 RecordType::Txt => {
@@ -631,7 +675,7 @@ impl World {
     }
 
     /// TXT names answered with text that is not an SPF policy but reads as an explanation.
-    fn macro_candidates(&self, answers: &HashMap<DnsQuery, DnsAnswer>) -> HashSet<String> {
+    fn macro_candidates(&self, answers: &Answers) -> HashSet<String> {
         answers
             .iter()
             .filter(|(q, _)| q.rtype == RecordType::Txt && special_txt(&q.name).is_none())
@@ -715,4 +759,39 @@ fn classify_txt(name: &str, answer: &DnsAnswer, as_macro: bool) -> Option<Txt> {
         None if as_macro => first::<Macro>(&records),
         None => first::<Spf>(&records),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txt(text: &str) -> DnsAnswer {
+        DnsAnswer::Records(vec![Record::Txt(text.to_owned())])
+    }
+
+    #[test]
+    fn answers_keep_one_entry_per_query() {
+        let mut answers = Answers::default();
+        let q = DnsQuery::new("Example.ORG", RecordType::Txt);
+        answers.insert(q.clone(), DnsAnswer::NxDomain);
+        answers.insert(q.clone(), txt("v=spf1 -all"));
+        answers.insert(DnsQuery::new("example.org", RecordType::A), DnsAnswer::ServFail);
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers.get(&q), Some(&txt("v=spf1 -all")));
+        assert!(!answers.contains_key(&DnsQuery::new("example.org", RecordType::Mx)));
+    }
+
+    #[test]
+    fn dmarc_txt_finds_what_the_built_query_would() {
+        let mut answers = Answers::default();
+        answers.insert(DnsQuery::new("_dmarc.Example.org", RecordType::Txt), txt("v=DMARC1; p=none"));
+        answers.insert(DnsQuery::new("_dmarc.org", RecordType::A), DnsAnswer::NxDomain);
+        answers.insert(DnsQuery::new("_dmarc.", RecordType::Txt), DnsAnswer::ServFail);
+        for name in ["example.org", "EXAMPLE.org", "org", "", "xample.org", "mail.example.org"] {
+            let built = DnsQuery::new(&format!("_dmarc.{name}"), RecordType::Txt);
+            assert_eq!(answers.dmarc_txt(name), answers.get(&built), "{name:?}");
+        }
+        assert_eq!(answers.dmarc_txt("example.org"), Some(&txt("v=DMARC1; p=none")));
+        assert_eq!(answers.dmarc_txt("org"), None);
+    }
 }
