@@ -732,20 +732,21 @@ fn special_txt(name: &str) -> Option<&'static str> {
 
 /// Parses the TXT answer for `name` into what mail-auth expects there.
 fn classify_txt(name: &str, answer: &DnsAnswer, as_macro: bool) -> Option<Txt> {
-    let records: Vec<&[u8]> = match answer {
-        DnsAnswer::Records(records) => records
-            .iter()
-            .filter_map(|r| if let Record::Txt(t) = r { Some(t.as_bytes()) } else { None })
-            .collect(),
+    let records: &[Record] = match answer {
+        DnsAnswer::Records(records) => records,
         DnsAnswer::NxDomain => return Some(Txt::Error(not_found(true))),
         DnsAnswer::ServFail => return Some(Txt::Error(MaError::Dns(DnsError::Resolver("SERVFAIL".into())))),
     };
-    if records.is_empty() {
+    // The TXT records' texts, read in place (no list built per answer).
+    fn texts(records: &[Record]) -> impl Iterator<Item = &[u8]> {
+        records.iter().filter_map(|r| if let Record::Txt(t) = r { Some(t.as_bytes()) } else { None })
+    }
+    if texts(records).next().is_none() {
         return Some(Txt::Error(not_found(false)));
     }
-    fn first<T: TxtRecordParser + Into<Txt>>(records: &[&[u8]]) -> Txt {
+    fn first<T: TxtRecordParser + Into<Txt>>(records: &[Record]) -> Txt {
         let mut result: mail_auth::Result<T> = Err(MaError::Dns(DnsError::InvalidRecordType));
-        for r in records {
+        for r in texts(records) {
             result = T::parse(r);
             if result.is_ok() {
                 break;
@@ -754,10 +755,10 @@ fn classify_txt(name: &str, answer: &DnsAnswer, as_macro: bool) -> Option<Txt> {
         result.into()
     }
     Some(match special_txt(name) {
-        Some("dmarc") => first::<Dmarc>(&records),
-        Some(_) => first::<DomainKey>(&records),
-        None if as_macro => first::<Macro>(&records),
-        None => first::<Spf>(&records),
+        Some("dmarc") => first::<Dmarc>(records),
+        Some(_) => first::<DomainKey>(records),
+        None if as_macro => first::<Macro>(records),
+        None => first::<Spf>(records),
     })
 }
 
