@@ -238,3 +238,66 @@ fn submission_from_an_authenticated_user_is_dkim_signed() {
     assert_eq!(verdict.dkim[0].result, AuthResult::Pass, "{:?}", verdict.dkim[0]);
     assert_eq!(verdict.dkim[0].domain, "example.test");
 }
+
+/// A display name impersonating one of the gateway's own domains is a strong spoofing
+/// signal: delivered to Junk (not the inbox), logged, and recorded in the audit trail. A
+/// plain message from the same unknown domain still reaches the inbox.
+#[test]
+fn display_name_spoof_of_an_internal_domain_goes_to_junk() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let signer = signer();
+    let gw = start("msgauth-spoof-name", &signer, &[]);
+    let plain = data_file(&gw, "plain.eml", &message("Newsletter <news@other.test>", "news"));
+    let out = swaks(&gw, "127.0.0.5", "news@other.test", &plain);
+    assert!(out.status.success(), "swaks failed:\n{}", out.text());
+    assert_eq!(gw.delivered().len(), 1, "{}", gw.log());
+
+    let spoof = data_file(
+        &gw,
+        "spoof-name.eml",
+        &message("\"IT Desk it@example.test\" <helpdesk@other.test>", "password expiry"),
+    );
+    let out = swaks(&gw, "127.0.0.5", "helpdesk@other.test", &spoof);
+    assert!(out.status.success(), "swaks failed:\n{}", out.text());
+    assert_eq!(gw.delivered().len(), 1, "the spoof must not reach the inbox:\n{}", gw.log());
+    let junk: Vec<_> =
+        fs::read_dir(gw.maildir.join("bob/.Junk/new")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(junk.len(), 1);
+    assert!(String::from_utf8_lossy(&fs::read(&junk[0]).unwrap()).contains("Subject: password expiry"));
+    let log = gw.log();
+    assert!(log.contains("signal DisplayNameSpoof"), "{log}");
+    assert!(log.contains("quarantined (impersonation or replay) into Junk"), "{log}");
+    let records = audit_records(&gw);
+    assert!(
+        records.iter().any(|r| r.contains("\"kind\":\"message_accepted\"") && r.contains("DisplayNameSpoof")),
+        "{records:#?}"
+    );
+}
+
+/// DKIM replay: the same signed message sent again from more and more addresses. Each
+/// copy passes DKIM (and DMARC through it), but once the signature has come from as many
+/// sources as `ReplayConfig::default().max_sources`, further copies go to Junk.
+#[test]
+fn a_dkim_signature_replayed_from_many_sources_goes_to_junk() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let signer = signer();
+    let gw = start("msgauth-replay", &signer, &[]);
+    let body = message("Alice <alice@sender.test>", "invoice");
+    let mut msg = signer.sign(&body).unwrap().into_bytes();
+    msg.extend_from_slice(&body);
+    let data = data_file(&gw, "replayed.eml", &msg);
+    let sources = ["127.0.0.2", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"];
+    for source in sources {
+        let out = swaks(&gw, source, "alice@sender.test", &data);
+        assert!(out.status.success(), "swaks from {source} failed:\n{}\n{}", out.text(), gw.log());
+    }
+    let threshold = postern::msgauth::ReplayConfig::default().max_sources;
+    let junk = fs::read_dir(gw.maildir.join("bob/.Junk/new")).map_or(0, |d| d.count());
+    assert_eq!(gw.delivered().len(), threshold - 1, "{}", gw.log());
+    assert_eq!(junk, sources.len() - (threshold - 1), "{}", gw.log());
+    assert!(gw.log().contains("signal ManySources"), "{}", gw.log());
+}

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use postern::msgauth::{
-    CheckInput, Disposition, DnsAnswer, DnsQuery, Progress, Record, RecordType, Signer, Verdict, Verifier,
+    CheckInput, Disposition, DnsAnswer, DnsQuery, Progress, Record, RecordType, ReplayConfig, ReplayDetector,
+    ReplaySignal, Signer, SpoofSignal, Verdict, Verifier, coverage_signals, spoof_signals,
 };
 use postern::smtp::{EnhancedStatus, Reply};
 
@@ -282,6 +283,11 @@ pub(crate) struct MsgAuth {
     verifier: Verifier,
     dns: Dns,
     signer: Option<Signer>,
+    /// The accepted domains: "internal" for display-name spoofing, and protected from
+    /// look-alikes.
+    domains: Vec<String>,
+    /// DKIM signatures seen lately, to spot one replayed from many sources (bounded).
+    replay: std::sync::Mutex<ReplayDetector>,
 }
 
 impl MsgAuth {
@@ -313,7 +319,14 @@ impl MsgAuth {
             (None, None) => None,
             _ => return Err("--dkim-key and --dkim-selector go together".into()),
         };
-        Ok(MsgAuth { enabled: options.enabled, verifier, dns, signer })
+        Ok(MsgAuth {
+            enabled: options.enabled,
+            verifier,
+            dns,
+            signer,
+            domains: domains.to_vec(),
+            replay: std::sync::Mutex::new(ReplayDetector::new(ReplayConfig::default())),
+        })
     }
 
     /// Announces the setup in the log.
@@ -338,11 +351,7 @@ impl MsgAuth {
 
     fn verify(&self, peer: IpAddr, helo: &str, mail_from: &str, message: &[u8]) -> Verdict {
         // The DMARC pct= roll: uniform in 0..100 (ring's system random source).
-        let mut roll = [0u8; 1];
-        let roll = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut roll) {
-            Ok(()) => roll[0] % 100,
-            Err(_) => 0,
-        };
+        let roll = dmarc_roll();
         let input =
             CheckInput::new(peer, helo, mail_from, message.to_vec(), SystemTime::now()).with_dmarc_roll(roll);
         let mut check = self.verifier.start(input);
@@ -446,8 +455,19 @@ pub(crate) fn finish(
             crate::audit::rejected(log.id(), "dmarc", &format!("550 5.7.1 {text}; {summary}"));
             return Outcome { reply: Reply::new(550, EnhancedStatus::new(5, 7, 1), text), delivered: false };
         }
+        let rcpts: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+        let (signals, strong) = signals(auth, &verdict, &message, &mail_from, peer, &rcpts);
+        for signal in &signals {
+            log.line(format_args!("message {}: signal {signal}", unique.id));
+        }
+        if !signals.is_empty() {
+            summary = format!("{summary}; signals: {}", signals.join(", "));
+        }
         if verdict.dmarc.disposition == Disposition::Quarantine {
             log.line(format_args!("message {}: quarantined (DMARC) into Junk", unique.id));
+            boxes = mailboxes.iter().map(|m| junk_folder(maildir.root(), m)).collect();
+        } else if strong {
+            log.line(format_args!("message {}: quarantined (impersonation or replay) into Junk", unique.id));
             boxes = mailboxes.iter().map(|m| junk_folder(maildir.root(), m)).collect();
         }
         prefix.extend_from_slice(format!("Authentication-Results: {ar}\r\n").as_bytes());
@@ -480,6 +500,56 @@ pub(crate) fn finish(
             }
         }
     }
+}
+
+/// A uniform roll in 0..100 for DMARC `pct=` sampling (rejection sampling, so there is
+/// no modulo bias; 0, "always apply", if the system random source fails).
+fn dmarc_roll() -> u8 {
+    let rng = ring::rand::SystemRandom::new();
+    for _ in 0..16 {
+        let mut byte = [0u8; 1];
+        if ring::rand::SecureRandom::fill(&rng, &mut byte).is_err() {
+            break;
+        }
+        if byte[0] < 200 {
+            return byte[0] % 100;
+        }
+    }
+    0
+}
+
+/// The message's replay and spoofing signals, each as one short text, and whether any
+/// of them is strong enough to send the message to Junk: a display name or a look-alike
+/// domain impersonating one of ours, or a DKIM signature replayed from many sources or to
+/// many recipients. Weak signals (thin header coverage, misaligned Return-Path/Reply-To)
+/// are only logged and audited.
+fn signals(
+    auth: &MsgAuth,
+    verdict: &Verdict,
+    message: &[u8],
+    mail_from: &str,
+    peer: IpAddr,
+    rcpts: &[&str],
+) -> (Vec<String>, bool) {
+    let ours: Vec<&str> = auth.domains.iter().map(String::as_str).collect();
+    let mut texts = Vec::new();
+    let mut strong = false;
+    for signal in spoof_signals(message, mail_from, &ours, &ours) {
+        strong |= matches!(signal, SpoofSignal::DisplayNameSpoof { .. } | SpoofSignal::LookAlike { .. });
+        texts.push(format!("{signal:?}"));
+    }
+    let now = std::time::Instant::now();
+    let mut replay = auth.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for dkim in &verdict.dkim {
+        for signal in
+            coverage_signals(dkim, message).into_iter().chain(replay.observe(dkim, peer, rcpts, now))
+        {
+            strong |=
+                matches!(signal, ReplaySignal::ManySources { .. } | ReplaySignal::ManyRecipients { .. });
+            texts.push(format!("{signal:?}"));
+        }
+    }
+    (texts, strong)
 }
 
 /// The Maildir++ Junk folder of `mailbox`, relative to the root: `<mailbox>/.Junk`, with
