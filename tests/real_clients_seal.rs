@@ -166,6 +166,16 @@ fn swaks_delivers_sealed_poplib_reads_the_original_across_a_rotation() {
     assert!(top.contains("Subject: sealed one\r\n\r\nTOP-SECRET-MARKER"), "{top}");
     assert!(!top.contains("quick brown fox"), "TOP 1 2 sent more than two body lines");
     assert_eq!(f["quit"], "+OK Bye, 0 messages deleted");
+    // The audit trail has the ring's creation at start and the rotation, seen by the
+    // gateway when it first sealed to key 2.
+    let out = gw_harness::audit_verify(&gw.dir.join("audit"), &["--records"]);
+    assert!(out.status.success(), "audit-verify failed:\n{}", out.text());
+    let records = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rotations: Vec<&str> = records.lines().filter(|l| l.contains("\"kind\":\"key_rotation\"")).collect();
+    assert_eq!(rotations.len(), 2, "{records}");
+    assert!(rotations[0].contains("\"old_id\":0") && rotations[0].contains("\"new_id\":1"), "{records}");
+    assert!(rotations[1].contains("\"old_id\":1") && rotations[1].contains("\"new_id\":2"), "{records}");
+    assert!(rotations.iter().all(|r| r.contains("sealing alice")), "{records}");
     // Still sealed after being read (moved to cur/ with the seen flag).
     for path in stored(&gw, "alice") {
         assert!(fs::read(&path).unwrap().starts_with(b"PSTN"), "{}", path.display());

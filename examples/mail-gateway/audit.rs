@@ -188,6 +188,11 @@ pub(crate) fn rejected(id: u64, stage: &str, reply: &str) {
     record(Event::PolicyRejection { session: id, stage, reason: reply.trim_end() });
 }
 
+/// A key came into use: `old_id` 0 for a key that was just created (no previous key).
+pub(crate) fn key_rotation(purpose: &str, old_id: u32, new_id: u32) {
+    record(Event::KeyRotation { purpose, old_id, new_id });
+}
+
 /// A message was accepted (delivered) as `queue_id`, with its authentication verdicts
 /// (e.g. `spf=pass dkim=pass dmarc=pass`, empty when not checked).
 pub(crate) fn message(id: u64, size: u64, queue_id: &str, auth: &str) {

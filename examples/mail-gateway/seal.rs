@@ -48,6 +48,10 @@ static STORE: OnceLock<Store> = OnceLock::new();
 struct Store {
     dir: PathBuf,
     rng: SystemRandom,
+    /// Each mailbox's current key id as last seen, so that a rotation made by
+    /// `mail-gateway keyring rotate` (another process) is audited when this one first uses
+    /// the new key.
+    seen: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// Where the key rings live: `--seal-keys`, or `postern-keys/` beside the Maildir root.
@@ -65,10 +69,12 @@ pub(crate) fn keys_dir(maildir: &Path, explicit: Option<&Path>) -> PathBuf {
 /// `mailboxes` that has none. Returns how many rings were created.
 pub(crate) fn enable(dir: &Path, mailboxes: &[&str]) -> io::Result<usize> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let store = Store { dir: dir.to_path_buf(), rng: SystemRandom::new() };
+    let store = Store { dir: dir.to_path_buf(), rng: SystemRandom::new(), seen: Default::default() };
     let mut created = 0;
     for mailbox in mailboxes {
-        if store.load_or_create(mailbox)?.1 {
+        let (ring, new) = store.load_or_create(mailbox)?;
+        store.note_current(mailbox, &ring, new);
+        if new {
             created += 1;
         }
     }
@@ -77,6 +83,21 @@ pub(crate) fn enable(dir: &Path, mailboxes: &[&str]) -> io::Result<usize> {
 }
 
 impl Store {
+    /// Audits a key ring created now (old id 0) or a current key that changed since this
+    /// process last saw the mailbox's ring.
+    fn note_current(&self, mailbox: &str, ring: &KeyRing, created: bool) {
+        let id = ring.current().id().0;
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = seen.insert(mailbox.to_owned(), id);
+        match (created, old) {
+            (true, _) => crate::audit::key_rotation(&format!("sealing {mailbox}"), 0, id),
+            (false, Some(old)) if old != id => {
+                crate::audit::key_rotation(&format!("sealing {mailbox}"), old, id)
+            }
+            _ => {}
+        }
+    }
+
     fn path(&self, mailbox: &str) -> PathBuf {
         self.dir.join(format!("{mailbox}{SUFFIX}"))
     }
@@ -170,7 +191,8 @@ pub(crate) struct Sealing {
 pub(crate) fn sink(out: BufWriter<File>, tmp: &Path) -> io::Result<Sink> {
     let Some(store) = STORE.get() else { return Ok(Sink::Plain(out)) };
     let mailbox = mailbox_of(tmp)?;
-    let (ring, _) = store.load_or_create(&mailbox)?;
+    let (ring, created) = store.load_or_create(&mailbox)?;
+    store.note_current(&mailbox, &ring, created);
     let mut sealed = Vec::with_capacity(DEFAULT_CHUNK_SIZE as usize + 2048);
     let sealer = ring
         .stream_sealer(&store.rng, DEFAULT_CHUNK_SIZE, &info(&mailbox), b"", &mut sealed)
