@@ -192,10 +192,13 @@ impl ReplayDetector {
             }
             self.table.insert(key, Sightings { since: now, sources: Vec::new(), recipients: Vec::new() });
             self.order.push_back((key, now));
-            // Stale order entries (signatures reset after their window) are skipped above;
-            // keep the queue itself bounded too.
-            while self.order.len() > self.config.capacity.saturating_mul(2) {
-                self.order.pop_front();
+            // Stale queue entries (signatures reset after their window) are skipped above;
+            // keep the queue bounded by dropping them, never a live record's entry (which
+            // eviction could then no longer reach). After this the queue holds at most
+            // `capacity` entries, so the O(n) pass runs once per `capacity` insertions.
+            if self.order.len() > self.config.capacity.saturating_mul(2) {
+                let table = &self.table;
+                self.order.retain(|(k, since)| table.get(k).is_some_and(|s| s.since == *since));
             }
         }
         let (max_sources, max_recipients) = (self.config.max_sources, self.config.max_recipients);
@@ -532,5 +535,41 @@ mod tests {
         assert!(!r.observe_raw("x.example", "s", b"b", ip(2), &[], now).is_empty());
         let later = now + Duration::from_secs(7200);
         assert!(r.observe_raw("x.example", "s", b"b", ip(3), &[], later).is_empty());
+    }
+
+    /// Signatures seen again after their window leave stale entries in the eviction queue;
+    /// trimming that queue must never leave live records that eviction can no longer reach,
+    /// so the table stays within its capacity whatever the sequence.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the base of a virtual clock
+    fn capacity_holds_when_stale_queue_entries_are_trimmed() {
+        let cfg = ReplayConfig { capacity: 4, window: Duration::from_secs(10), ..ReplayConfig::default() };
+        let mut r = ReplayDetector::new(cfg);
+        let start = Instant::now();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        // Directed: one signature seen once, then another seen again after every window
+        // until the queue is trimmed; the first must stay reachable.
+        r.observe_raw("d.example", "s", b"first", ip, &[], start);
+        for n in 1..12u64 {
+            r.observe_raw("d.example", "s", b"again", ip, &[], start + Duration::from_secs(n * 11));
+        }
+        for (key, sightings) in &r.table {
+            assert!(r.order.contains(&(*key, sightings.since)), "orphaned record after the trim");
+        }
+        let mut state = 7u32;
+        for step in 0..5000u64 {
+            // A small set of signatures, revisited after their window again and again,
+            // interleaved with fresh ones.
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let sig = if step % 3 == 0 { state % 1000 } else { state % 6 };
+            let now = start + Duration::from_secs(step * 4);
+            r.observe_raw("d.example", "s", &sig.to_be_bytes(), ip, &[], now);
+            assert!(r.len() <= 4, "{} records at step {step}", r.len());
+            assert!(r.order.len() <= 8);
+            // Every live record can still be reached by eviction.
+            for (key, sightings) in &r.table {
+                assert!(r.order.contains(&(*key, sightings.since)), "orphaned record at step {step}");
+            }
+        }
     }
 }
