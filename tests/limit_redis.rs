@@ -8,7 +8,9 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -16,24 +18,39 @@ use postern::limit::{
     Algorithm, Decision, DistributedGcra, Gcra, GcraState, Nanos, RedisCommand, RedisReply, encode_command,
 };
 
+/// The tests take turns: one redis-server and one client at a time. (A connection reset
+/// mid-test was seen once in CI with the three tests running side by side; serialising
+/// them removes any interference between their servers, at a cost of ~0.1 s.)
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 struct Server {
     child: Child,
     port: u16,
+    /// redis-server's own log, printed if the test fails.
+    log: PathBuf,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("redis-server log ({}):\n{log}", self.log.display());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
 /// Start a private redis-server, or `None` (skip) when it is not installed outside CI.
 fn start_server() -> Option<Server> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::env::temp_dir().join(format!("postern-redis-{}-{port}.log", std::process::id()));
     let spawned = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::null())
         .spawn();
     let child = match spawned {
@@ -44,11 +61,12 @@ fn start_server() -> Option<Server> {
                 "redis-server is not installed but CI=true: .ci/run must install it"
             );
             eprintln!("SKIP limit_redis: redis-server not found (apt-get install redis-server)");
+            let _ = std::fs::remove_file(&log);
             return None;
         }
         Err(e) => panic!("starting redis-server: {e}"),
     };
-    let server = Server { child, port };
+    let server = Server { child, port, log, _turn: turn };
     for _ in 0..200 {
         if let Ok(mut c) = server.connect_once()
             && call(&mut c, &encode_command(&["PING"])) == RedisReply::Simple("PONG".into())
